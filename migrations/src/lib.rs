@@ -1,0 +1,19 @@
+//! Veldwerk's database schema as a sequence of sea-orm migrations.
+//!
+//! One migration per change, named `mYYYYMMDD_HHMMSS_verb_noun`, each with a `down`. Every
+//! migration must run on both SQLite (the embedded default) and PostgreSQL, so they use the
+//! portable schema builder and avoid dialect-specific SQL unless a backend check guards it.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_create_foundation;
+
+/// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261130_000001_create_foundation::Migration)]
+    }
+}

@@ -1,0 +1,335 @@
+//! Typed configuration, layered: built-in defaults, then an optional TOML file, then `VELDWERK_*`
+//! environment variables (and `PORT`, as container platforms set it).
+//!
+//! The defaults are the embedded development setup: a SQLite file under `./data`, log-only push,
+//! demo data. Production mode (`VELDWERK_MODE=production`) refuses the development JWT secret and
+//! never creates demo data.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The JWT secret used when none is configured. Accepted only in development mode.
+pub const DEVELOPMENT_JWT_SECRET: &str = "veldwerk-development-secret-do-not-use-in-production";
+
+/// How the server behaves towards demo data, secrets and log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Zero-config local use: demo data, readable logs, the development JWT secret allowed.
+    Development,
+    /// Real deployments: no demo data, JSON logs, a real JWT secret required.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A string that never shows up in `Debug` output or logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// Limits on how often one client address or one account may try to log in or enrol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Attempts allowed per client address in one window.
+    pub per_address: u32,
+    /// Attempts allowed per account (email, invite code or link code) in one window.
+    pub per_account: u32,
+    /// Length of the window in seconds.
+    pub window_secs: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_address: 30,
+            per_account: 10,
+            window_secs: 300,
+        }
+    }
+}
+
+/// The whole configuration of one server process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Development or production.
+    pub mode: Mode,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// Writable directory for the SQLite file and, later, media.
+    pub data_dir: PathBuf,
+    /// HMAC key for access tokens.
+    pub jwt_secret: Secret,
+    /// Lifetime of an access token in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token (a device's session) in days, renewed at every refresh.
+    pub refresh_token_ttl_days: u64,
+    /// Lifetime of a fresh invite code in days.
+    pub invite_ttl_days: u64,
+    /// Largest accepted request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Create the demo organisation, cohort and logins on an empty database (development only).
+    pub demo_data: bool,
+    /// Log format; defaults to pretty in development and JSON in production.
+    pub log_format: Option<LogFormat>,
+    /// `tracing` filter directives.
+    pub log_filter: String,
+    /// Login, enrolment and device-link rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Trust the first address of `X-Forwarded-For` as the client (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Development,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/veldwerk.db?mode=rwc".to_owned(),
+            data_dir: PathBuf::from("data"),
+            jwt_secret: Secret::new(DEVELOPMENT_JWT_SECRET),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_days: 60,
+            invite_ttl_days: 60,
+            max_body_bytes: 1024 * 1024,
+            demo_data: true,
+            log_format: None,
+            log_filter: "info,sqlx=warn".to_owned(),
+            rate_limit: RateLimitConfig::default(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the process environment: defaults, then the file named by
+    /// `VELDWERK_CONFIG` (if any), then `VELDWERK_*` variables and `PORT`.
+    pub fn load() -> anyhow::Result<Self> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(&vars)
+    }
+
+    /// The same layering with the environment given explicitly, so tests need not touch the
+    /// process environment.
+    pub fn from_sources(vars: &[(String, String)]) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let mut config = match var("VELDWERK_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("Failed to read the configuration file {path}"))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("Failed to parse the configuration file {path}"))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(vars)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, vars: &[(String, String)]) -> anyhow::Result<()> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T>
+        where
+            T::Err: fmt::Display,
+        {
+            value
+                .parse()
+                .map_err(|err| anyhow::anyhow!("{name}={value:?} is not valid: {err}"))
+        }
+        // PORT first, so an explicit VELDWERK_LISTEN still wins.
+        if let Some((_, port)) = vars.iter().find(|(key, _)| key == "PORT") {
+            let port: u16 = parse("PORT", port)?;
+            self.listen = SocketAddr::from(([0, 0, 0, 0], port));
+        }
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("VELDWERK_") else {
+                continue;
+            };
+            match key {
+                // CONFIG was read above; TEST_* belong to the test suite, not to the server.
+                "CONFIG" => {}
+                _ if key.starts_with("TEST_") => {}
+                "MODE" => {
+                    self.mode = match value.as_str() {
+                        "development" => Mode::Development,
+                        "production" => Mode::Production,
+                        _ => bail!("{name} must be `development` or `production`, not {value:?}"),
+                    }
+                }
+                "LISTEN" => self.listen = parse(name, value)?,
+                "DATABASE_URL" => self.database_url = value.clone(),
+                "DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "JWT_SECRET" => self.jwt_secret = Secret::new(value.clone()),
+                "ACCESS_TOKEN_TTL_SECS" => self.access_token_ttl_secs = parse(name, value)?,
+                "REFRESH_TOKEN_TTL_DAYS" => self.refresh_token_ttl_days = parse(name, value)?,
+                "INVITE_TTL_DAYS" => self.invite_ttl_days = parse(name, value)?,
+                "MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
+                "DEMO_DATA" => self.demo_data = parse(name, value)?,
+                "LOG_FORMAT" => {
+                    self.log_format = Some(match value.as_str() {
+                        "pretty" => LogFormat::Pretty,
+                        "json" => LogFormat::Json,
+                        _ => bail!("{name} must be `pretty` or `json`, not {value:?}"),
+                    })
+                }
+                "LOG_FILTER" => self.log_filter = value.clone(),
+                "RATE_LIMIT_PER_ADDRESS" => self.rate_limit.per_address = parse(name, value)?,
+                "RATE_LIMIT_PER_ACCOUNT" => self.rate_limit.per_account = parse(name, value)?,
+                "RATE_LIMIT_WINDOW_SECS" => self.rate_limit.window_secs = parse(name, value)?,
+                "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,
+                // A typo in a variable name should not silently fall back to a default.
+                _ => bail!("unknown configuration variable {name}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.mode == Mode::Production {
+            if self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
+                bail!(
+                    "production mode needs VELDWERK_JWT_SECRET: the development secret is public"
+                );
+            }
+            if self.demo_data {
+                bail!("production mode refuses demo data: set VELDWERK_DEMO_DATA=false");
+            }
+        }
+        if self.jwt_secret.expose().len() < 32 {
+            bail!("the JWT secret must be at least 32 characters long");
+        }
+        if self.rate_limit.window_secs == 0 {
+            bail!("the rate limit window must be at least one second");
+        }
+        Ok(())
+    }
+
+    /// The effective log format.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.mode {
+            Mode::Development => LogFormat::Pretty,
+            Mode::Production => LogFormat::Json,
+        })
+    }
+
+    /// Lifetime of an access token.
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_development_setup() {
+        let config = Config::from_sources(&[]).unwrap();
+        assert_eq!(config.mode, Mode::Development);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://"));
+        assert!(config.demo_data);
+    }
+
+    #[test]
+    fn port_listens_on_all_interfaces_and_veldwerk_listen_overrides_it() {
+        let config = Config::from_sources(&vars(&[("PORT", "9000")])).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        let config = Config::from_sources(&vars(&[
+            ("PORT", "9000"),
+            ("VELDWERK_LISTEN", "127.0.0.1:7000"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn a_file_is_overridden_by_the_environment() {
+        let dir = std::env::temp_dir().join(format!("veldwerk-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("veldwerk.toml");
+        std::fs::write(&path, "max_body_bytes = 2048\ninvite_ttl_days = 3\n").unwrap();
+        let config = Config::from_sources(&vars(&[
+            ("VELDWERK_CONFIG", path.to_str().unwrap()),
+            ("VELDWERK_INVITE_TTL_DAYS", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(config.max_body_bytes, 2048);
+        assert_eq!(config.invite_ttl_days, 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn production_refuses_the_development_secret_and_demo_data() {
+        let err = Config::from_sources(&vars(&[("VELDWERK_MODE", "production")])).unwrap_err();
+        assert!(err.to_string().contains("VELDWERK_JWT_SECRET"), "{err}");
+        let err = Config::from_sources(&vars(&[
+            ("VELDWERK_MODE", "production"),
+            (
+                "VELDWERK_JWT_SECRET",
+                "a-real-secret-of-at-least-32-characters",
+            ),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("demo"), "{err}");
+    }
+
+    #[test]
+    fn unknown_variables_are_rejected() {
+        let err = Config::from_sources(&vars(&[("VELDWERK_DATABSE_URL", "x")])).unwrap_err();
+        assert!(err.to_string().contains("VELDWERK_DATABSE_URL"));
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let config = Config::from_sources(&vars(&[(
+            "VELDWERK_JWT_SECRET",
+            "super-secret-value-that-is-long-enough",
+        )]))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,87 @@
+//! Building and running the application: what `main` calls, and what the tests drive on port 0.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use poem::{Server, listener::TcpAcceptor};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    api,
+    config::Config,
+    service::{Services, demo::DemoLogins},
+    store,
+};
+
+/// A server bound to its port, with its database migrated, ready to run.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    services: Services,
+    demo: Option<DemoLogins>,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, creates the demo data when configured, and
+    /// binds the listen address (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = store::connect(&config.database_url).await?;
+        Self::build_with_database(config, db).await
+    }
+
+    /// Like [`Application::build`] on an existing connection pool.
+    pub async fn build_with_database(
+        config: Config,
+        db: DatabaseConnection,
+    ) -> anyhow::Result<Self> {
+        store::migrate(&db).await?;
+        let listen = config.listen;
+        let services = Services::new(db, config)?;
+        let demo = services
+            .ensure_demo()
+            .await
+            .map_err(anyhow::Error::from)
+            .context("Failed to create the demo data")?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("Failed to listen on {listen}"))?;
+        Ok(Self {
+            listener,
+            services,
+            demo,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// The use cases, for tests and jobs that act without HTTP.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The demo logins, when demo data is on.
+    pub fn demo_logins(&self) -> Option<&DemoLogins> {
+        self.demo.as_ref()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to 10 s).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let acceptor =
+            TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                api::app(self.services),
+                shutdown,
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .context("The HTTP server failed")
+    }
+}

@@ -1,0 +1,77 @@
+//! Persistence: the connection, migrations, and the sea-orm queries the services use.
+//!
+//! Functions take `&impl ConnectionTrait` so that a service can run them on the pool or inside
+//! one of its transactions alike.
+
+pub mod accounts;
+pub mod catalog;
+pub mod cohorts;
+pub mod entity;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use veldwerk_migrations::{Migrator, MigratorTrait};
+
+/// Opens a pool for `sqlite://...` or `postgres://...`. For SQLite the parent folder of the file
+/// is created, and the file is switched to write-ahead logging so readers never wait for writers.
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    if let Some(path) = sqlite_file(url)
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("Failed to create the folder {}", parent.display()))?;
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        // One SQLite file takes one writer at a time; a small pool avoids lock contention.
+        options.max_connections(4).min_connections(1);
+    } else {
+        options.max_connections(16);
+    }
+    let db = Database::connect(options)
+        .await
+        .context("Failed to connect to the database")?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .await
+            .context("Failed to configure SQLite")?;
+    }
+    Ok(db)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None)
+        .await
+        .context("Failed to apply the database migrations")
+}
+
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+
+    #[test]
+    fn sqlite_file_is_read_from_the_url() {
+        assert_eq!(
+            sqlite_file("sqlite://data/veldwerk.db?mode=rwc"),
+            Some("data/veldwerk.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/test"), None);
+    }
+}
