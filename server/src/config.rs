@@ -71,7 +71,7 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            per_address: 30,
+            per_address: 120,
             per_account: 10,
             window_secs: 300,
         }

@@ -3,13 +3,20 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use veldwerk_server::{Application, Config, api, service::Services, store, telemetry};
+use veldwerk_server::{
+    Application, Config, api,
+    service::{Role, Services, accounts::NewStaff},
+    store, telemetry,
+};
 
-const USAGE: &str = "usage: veldwerk [serve | migrate | openapi]
+const USAGE: &str = "usage: veldwerk [serve | migrate | openapi | bootstrap ...]
 
-  serve    run the HTTP server (the default)
-  migrate  apply database migrations and exit
-  openapi  print the OpenAPI spec as JSON
+  serve      run the HTTP server (the default)
+  migrate    apply database migrations and exit
+  openapi    print the OpenAPI spec as JSON
+  bootstrap --provider NAME --email EMAIL [--name DISPLAY_NAME]
+             create a provider, its first admin (password read from standard input) and the
+             Urban Professional programme: the first step of a production installation
 
 Configuration: defaults, then the TOML file named by VELDWERK_CONFIG, then VELDWERK_* variables
 (see README.md).";
@@ -23,6 +30,7 @@ async fn main() -> ExitCode {
         "serve" => serve().await,
         "migrate" => migrate().await,
         "openapi" => print_openapi().await,
+        "bootstrap" => bootstrap(std::env::args().skip(2).collect()).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -72,6 +80,47 @@ async fn migrate() -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
     store::migrate(&db).await?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn bootstrap(args: Vec<String>) -> anyhow::Result<()> {
+    let flag = |name: &str| {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|index| args.get(index + 1))
+            .cloned()
+    };
+    let (Some(provider), Some(email)) = (flag("--provider"), flag("--email")) else {
+        anyhow::bail!("bootstrap needs --provider NAME and --email EMAIL\n\n{USAGE}");
+    };
+    let display_name = flag("--name").unwrap_or_else(|| "Beheerder".to_owned());
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("Failed to read the admin password from standard input")?;
+    let config = Config::load()?;
+    telemetry::init(&config);
+    let db = store::connect(&config.database_url).await?;
+    store::migrate(&db).await?;
+    let services = Services::new(db, config)?;
+    let (provider, admin) = services
+        .bootstrap_provider(
+            &provider,
+            NewStaff {
+                role: Role::Admin,
+                email,
+                display_name,
+                password: password.trim_end_matches(['\r', '\n']).to_owned(),
+            },
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    println!(
+        "created provider {:?} ({}) with admin {}",
+        provider.name,
+        provider.id,
+        admin.email.unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -1,1 +1,337 @@
-pub fn x() {}
+//! Test harness: the real Veldwerk server on port 0, against a fresh database per test.
+//!
+//! Every scenario runs twice, on SQLite (always) and on PostgreSQL when
+//! `VELDWERK_TEST_POSTGRES_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/test`): each test
+//! gets its own database, created from that URL's server and dropped afterwards. Without the
+//! variable the PostgreSQL variant says it was skipped and passes.
+
+use std::{future::Future, time::Duration};
+
+use reqwest::{Method, header::HeaderMap};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use tokio::{sync::oneshot, task::JoinHandle};
+use veldwerk_server::{Application, Config, config::Secret};
+
+pub use veldwerk_server;
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";
+
+/// The database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one scenario on both databases: `sqlite` and `postgres` tests in a module named after it.
+///
+/// ```text
+/// db_test!(async fn a_trainer_can_log_in(app) { ... });
+/// ```
+#[macro_export]
+macro_rules! db_test {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run_scenario($crate::Backend::Sqlite, |_| {}, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::run_scenario($crate::Backend::Postgres, |_| {}, scenario).await;
+            }
+        }
+    };
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) with $configure:expr; $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run_scenario($crate::Backend::Sqlite, $configure, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::run_scenario($crate::Backend::Postgres, $configure, scenario).await;
+            }
+        }
+    };
+}
+
+/// Starts the server on `backend` (skipping PostgreSQL when not configured) and runs `scenario`.
+pub async fn run_scenario<F, Fut>(backend: Backend, configure: impl FnOnce(&mut Config), scenario: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match TestApp::spawn_with(backend, configure).await {
+        Some(app) => scenario(app).await,
+        None => eprintln!("skipped: {POSTGRES_URL_VAR} is not set, so this PostgreSQL test did not run"),
+    }
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub services: veldwerk_server::service::Services,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    database: TestDatabase,
+}
+
+impl TestApp {
+    /// The test configuration: development mode with the demo data (the fixture most tests use),
+    /// port 0, and a fresh database.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("a valid address"),
+            database_url: database.url.clone(),
+            jwt_secret: Secret::new("a-test-secret-that-is-long-enough-for-hs256"),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("the application starts");
+        let address = format!("http://{}", app.local_addr());
+        let services = app.services().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Some(Self {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            backend,
+            services,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            database,
+        })
+    }
+
+    /// The database URL this app uses.
+    pub fn database_url(&self) -> &str {
+        &self.database.url
+    }
+
+    /// Sends a request; `token` becomes a bearer header, `body` a JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("the server answers")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Logs in and returns the session JSON.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.post(
+            "/v1/auth/login",
+            None,
+            serde_json::json!({ "email": email, "password": password }),
+        )
+        .await
+        .expect(201)
+    }
+
+    /// Redeems an invite and returns the session JSON.
+    pub async fn enrol(&self, code: &str, name: &str) -> Value {
+        self.post(
+            "/v1/auth/enrol",
+            None,
+            serde_json::json!({ "invite_code": code, "display_name": name }),
+        )
+        .await
+        .expect(201)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A status, headers and JSON body (`Null` when the body is empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asserts the status, showing the body on failure, and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error reply: its status and stable code, in the one error shape.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.body["code"], code, "unexpected error code; body: {}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "an error has a message; body: {}",
+            self.body
+        );
+        self.body
+    }
+}
+
+/// A database that exists for one test.
+struct TestDatabase {
+    url: String,
+    /// For PostgreSQL: the server URL and the database name to drop afterwards.
+    postgres: Option<(String, String)>,
+    /// For SQLite: the folder holding the file, removed afterwards.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary folder");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Some(Self {
+                    url,
+                    postgres: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let server_url = std::env::var(POSTGRES_URL_VAR).ok()?;
+                let name = format!("veldwerk_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&server_url)
+                    .await
+                    .expect("the PostgreSQL test server accepts connections");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("a test database can be created");
+                admin.close().await.ok();
+                Some(Self {
+                    url: replace_database(&server_url, &name),
+                    postgres: Some((server_url, name)),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async context; use a small runtime of its own on another thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(&server_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The same server URL with another database name.
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (server, _) = base.rsplit_once('/').unwrap_or((base, ""));
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_name_is_replaced_and_options_kept() {
+        assert_eq!(
+            super::replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(super::replace_database("postgres://u@h/test", "x"), "postgres://u@h/x");
+    }
+}

@@ -3,10 +3,13 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Actor, Error, Result, Role, Services, accounts::required_text};
+use super::{
+    Actor, Error, Result, Role, Services,
+    accounts::{NewStaff, required_text},
+};
 use crate::store::{
     catalog::{self as store, ProgrammeWithParts},
-    entity::{organisation, programme, programme_assignment, programme_day},
+    entity::{organisation, programme, programme_assignment, programme_day, provider, user},
 };
 
 /// A programme as written in a seed file (see `server/seed/`).
@@ -103,6 +106,33 @@ impl Services {
             .await?
             .filter(|programme| programme.programme.provider_id == actor.provider_id)
             .ok_or(Error::NotFound("programme"))
+    }
+
+    /// Creates a provider with its first admin and the Urban Professional programme: how a new
+    /// installation (or a second provider on one installation) starts. Used by
+    /// `veldwerk bootstrap` and the demo.
+    pub async fn bootstrap_provider(
+        &self,
+        name: &str,
+        admin: NewStaff,
+    ) -> Result<(provider::Model, user::Model)> {
+        let name = required_text("provider", name)?;
+        if store::find_provider_by_name(&self.db, &name).await?.is_some() {
+            return Err(Error::conflict(
+                "provider_exists",
+                format!("a provider named {name:?} already exists"),
+            ));
+        }
+        let provider = provider::Model {
+            id: Uuid::now_v7(),
+            name,
+            created_at: Utc::now(),
+        };
+        store::insert_provider(&self.db, provider.clone()).await?;
+        self.install_programme(provider.id, &ProgrammeTemplate::urban_professional())
+            .await?;
+        let admin = self.insert_staff(provider.id, admin).await?;
+        Ok((provider, admin))
     }
 
     /// Stores a programme template for a provider.

@@ -7,13 +7,12 @@ use uuid::Uuid;
 use super::{
     Actor, Result, Role, Services,
     accounts::NewStaff,
-    catalog::ProgrammeTemplate,
     cohorts::{DayPlan, NewCohort},
     schedule::DEFAULT_TIME_ZONE,
 };
 use crate::{
     config::Mode,
-    store::{accounts, catalog, cohorts, entity::provider},
+    store::{accounts, catalog, cohorts},
 };
 
 /// The demo admin login.
@@ -93,18 +92,9 @@ impl Services {
     }
 
     async fn create_demo(&self) -> Result<()> {
-        let provider = provider::Model {
-            id: Uuid::now_v7(),
-            name: PROVIDER_NAME.to_owned(),
-            created_at: Utc::now(),
-        };
-        catalog::insert_provider(&self.db, provider.clone()).await?;
-        let programme = self
-            .install_programme(provider.id, &ProgrammeTemplate::urban_professional())
-            .await?;
-        let admin = self
-            .insert_staff(
-                provider.id,
+        let (provider, admin) = self
+            .bootstrap_provider(
+                PROVIDER_NAME,
                 NewStaff {
                     role: Role::Admin,
                     email: ADMIN_EMAIL.into(),
@@ -113,6 +103,14 @@ impl Services {
                 },
             )
             .await?;
+        let programme = catalog::list_programmes(&self.db, provider.id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(super::Error::NotFound("programme"))?;
+        let programme = catalog::find_programme(&self.db, programme.id)
+            .await?
+            .ok_or(super::Error::NotFound("programme"))?;
         let trainer = self
             .insert_staff(
                 provider.id,

@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP API. One binary (faster to link), one module per area. Each
+//! scenario runs on SQLite and on PostgreSQL (see `veldwerk_tests::db_test!`).
+
+mod accounts;
+mod cohorts;
+mod errors;
+mod fixtures;
+mod health;
+mod invites;
+mod isolation;
