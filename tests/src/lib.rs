@@ -73,14 +73,19 @@ macro_rules! db_test {
 }
 
 /// Starts the server on `backend` (skipping PostgreSQL when not configured) and runs `scenario`.
-pub async fn run_scenario<F, Fut>(backend: Backend, configure: impl FnOnce(&mut Config), scenario: F)
-where
+pub async fn run_scenario<F, Fut>(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+    scenario: F,
+) where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
     match TestApp::spawn_with(backend, configure).await {
         Some(app) => scenario(app).await,
-        None => eprintln!("skipped: {POSTGRES_URL_VAR} is not set, so this PostgreSQL test did not run"),
+        None => {
+            eprintln!("skipped: {POSTGRES_URL_VAR} is not set, so this PostgreSQL test did not run")
+        }
     }
 }
 
@@ -143,7 +148,9 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -162,7 +169,8 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.call(Method::PATCH, path, Some(token), Some(body)).await
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
@@ -227,15 +235,27 @@ impl Reply {
     /// Asserts the status, showing the body on failure, and returns the body.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self.body
     }
 
     /// Asserts an error reply: its status and stable code, in the one error shape.
     #[track_caller]
     pub fn expect_error(self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
-        assert_eq!(self.body["code"], code, "unexpected error code; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["code"], code,
+            "unexpected error code; body: {}",
+            self.body
+        );
         assert!(
             self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
             "an error has a message; body: {}",
@@ -332,6 +352,9 @@ mod tests {
             super::replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
             "postgres://u@h:5432/x?sslmode=disable"
         );
-        assert_eq!(super::replace_database("postgres://u@h/test", "x"), "postgres://u@h/x");
+        assert_eq!(
+            super::replace_database("postgres://u@h/test", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

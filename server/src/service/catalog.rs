@@ -117,7 +117,10 @@ impl Services {
         admin: NewStaff,
     ) -> Result<(provider::Model, user::Model)> {
         let name = required_text("provider", name)?;
-        if store::find_provider_by_name(&self.db, &name).await?.is_some() {
+        if store::find_provider_by_name(&self.db, &name)
+            .await?
+            .is_some()
+        {
             return Err(Error::conflict(
                 "provider_exists",
                 format!("a provider named {name:?} already exists"),

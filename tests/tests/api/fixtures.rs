@@ -111,7 +111,11 @@ pub async fn organisation_with_cohort(
     name: &str,
 ) -> (String, String) {
     let organisation = app
-        .post("/v1/organisations", Some(&admin.token), json!({ "name": name }))
+        .post(
+            "/v1/organisations",
+            Some(&admin.token),
+            json!({ "name": name }),
+        )
         .await
         .expect(201);
     let organisation_id = organisation["id"].as_str().unwrap().to_owned();
@@ -146,5 +150,8 @@ pub async fn other_provider(app: &TestApp) -> User {
         )
         .await
         .expect("a second provider can be created");
-    User::from_session(&app.login("admin@andere.test", "another-admin-password").await)
+    User::from_session(
+        &app.login("admin@andere.test", "another-admin-password")
+            .await,
+    )
 }

@@ -20,7 +20,11 @@ fn scoped_requests(
     trainer_id: &str,
 ) -> Vec<(Method, String, Option<Value>)> {
     vec![
-        (Method::GET, format!("/v1/organisations/{organisation}"), None),
+        (
+            Method::GET,
+            format!("/v1/organisations/{organisation}"),
+            None,
+        ),
         (Method::GET, format!("/v1/programmes/{programme}"), None),
         (Method::GET, format!("/v1/cohorts/{cohort}"), None),
         (
