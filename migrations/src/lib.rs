@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_create_foundation;
+mod m20261130_000002_create_sync_tables;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261130_000001_create_foundation::Migration)]
+        vec![
+            Box::new(m20261130_000001_create_foundation::Migration),
+            Box::new(m20261130_000002_create_sync_tables::Migration),
+        ]
     }
 }

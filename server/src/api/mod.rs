@@ -9,10 +9,13 @@ pub mod auth;
 pub mod catalog;
 pub mod cohorts;
 pub mod error;
+pub mod sync;
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, http::StatusCode,
-    middleware::Tracing, web::Json as PoemJson,
+    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
+    http::StatusCode,
+    middleware::{CatchPanic, Tracing},
+    web::Json as PoemJson,
 };
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 
@@ -66,7 +69,9 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         .description(
             "The backend of the Urban Professional learning app: accounts and devices, \
              municipalities, programmes, cohorts and invites. Every error answers \
-             `{\"code\", \"message\", \"details\"}` with a stable `code`.",
+             `{\"code\", \"message\", \"details\"}` with a stable `code`. The sync endpoints \
+             (`/v1/sync/push`, `/v1/sync/pull`, `/v1/sync/events`) are specified in the sync \
+             protocol document, `sync-protocol/PROTOCOL.md`.",
         )
         .server("/v1")
 }
@@ -78,6 +83,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
+        .nest("/v1/sync", sync::routes())
         .nest("/v1", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
@@ -112,6 +118,8 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
             }
             endpoint.call(req).await
         })
+        // A bug must cost one request a 500, not the connection an empty reply.
+        .with(CatchPanic::new())
         .with(Tracing)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })

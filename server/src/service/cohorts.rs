@@ -15,6 +15,7 @@ use crate::store::{
     accounts, catalog,
     cohorts::{self as store, CohortWithParts},
     entity::{cohort, cohort_assignment, cohort_day, cohort_member, invite, user},
+    sync,
 };
 
 /// Most invites created in one request.
@@ -109,6 +110,7 @@ impl Services {
                 starts_at: plan.starts_at,
                 ends_at: plan.ends_at,
                 location: plan.location.trim().to_owned(),
+                version: 0,
             });
         }
         if let Some(extra) = plans.keys().next() {
@@ -130,6 +132,7 @@ impl Services {
                 kind: template.kind.clone(),
                 title: template.title.clone(),
                 description: template.description.clone(),
+                version: 0,
             })
             .collect();
 
@@ -159,13 +162,19 @@ impl Services {
                 name,
                 time_zone,
                 created_at: now,
+                version: 0,
             },
             days,
             assignments,
         };
         let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+        let trainers: Vec<Uuid> = members.iter().map(|member| member.user_id).collect();
         store::insert_cohort(&txn, cohort.clone(), members).await?;
+        // Devices receive the cohort, its days and assignments read-only through sync.
+        let version = sync::next_version(&txn).await?;
+        sync::stamp_cohort(&txn, cohort_id, version).await?;
         txn.commit().await?;
+        self.notify_change(&[cohort_id], &trainers);
         Ok(cohort)
     }
 
@@ -236,7 +245,10 @@ impl Services {
         validate_days(&current.days)?;
         let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
         store::update_schedule(&txn, id, &current.cohort.time_zone, &current.days).await?;
+        let version = sync::next_version(&txn).await?;
+        sync::stamp_cohort(&txn, id, version).await?;
         txn.commit().await?;
+        self.notify_change(&[id], &[]);
         Ok(current)
     }
 
@@ -277,8 +289,9 @@ impl Services {
         {
             return Ok(());
         }
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
         store::insert_member(
-            &self.db,
+            &txn,
             cohort_member::Model {
                 cohort_id: id,
                 user_id: trainer_id,
@@ -287,6 +300,12 @@ impl Services {
             },
         )
         .await?;
+        // The trainer's devices are past this cohort's older records; the grant makes their
+        // next pull bring them.
+        let version = sync::next_version(&txn).await?;
+        sync::insert_grant(&txn, trainer_id, id, version).await?;
+        txn.commit().await?;
+        self.notify_change(&[], &[trainer_id]);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod password;
 pub mod rate_limit;
 pub mod schedule;
+pub mod sync;
 pub mod tokens;
 
 use std::{sync::Arc, time::Duration};
@@ -31,6 +32,10 @@ pub struct Services {
     tokens: Arc<TokenIssuer>,
     address_limiter: Arc<RateLimiter>,
     account_limiter: Arc<RateLimiter>,
+    /// Change notices for live sync streams.
+    changes: tokio::sync::broadcast::Sender<Arc<sync::ChangeNotice>>,
+    /// The server's hybrid logical clock, returned to devices so theirs move past it.
+    clock: Arc<std::sync::Mutex<veldwerk_sync_protocol::Clock>>,
 }
 
 impl Services {
@@ -43,6 +48,10 @@ impl Services {
         Ok(Self {
             address_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_address, window)),
             account_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_account, window)),
+            changes: tokio::sync::broadcast::channel(1024).0,
+            clock: Arc::new(std::sync::Mutex::new(veldwerk_sync_protocol::Clock::new(
+                "server",
+            ))),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod catalog;
 pub mod cohorts;
 pub mod entity;
+pub mod sync;
 
 use std::time::Duration;
 

@@ -12,6 +12,8 @@ pub struct Model {
     pub name: String,
     pub time_zone: String,
     pub created_at: DateTimeUtc,
+    /// Sync version of the last change (devices receive this row read-only).
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

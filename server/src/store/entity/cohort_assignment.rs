@@ -14,6 +14,8 @@ pub struct Model {
     pub kind: String,
     pub title: String,
     pub description: String,
+    /// Sync version of the last change (devices receive this row read-only).
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

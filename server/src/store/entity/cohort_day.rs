@@ -15,6 +15,8 @@ pub struct Model {
     pub starts_at: Time,
     pub ends_at: Time,
     pub location: String,
+    /// Sync version of the last change (devices receive this row read-only).
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

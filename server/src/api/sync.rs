@@ -1,0 +1,189 @@
+//! The sync endpoints: `POST /v1/sync/push`, `GET /v1/sync/pull`, `GET /v1/sync/events`.
+//!
+//! Their wire format is `veldwerk-sync-protocol`'s serde types, read straight from the body
+//! (no intermediate JSON tree), and specified in `sync-protocol/PROTOCOL.md` rather than in the
+//! OpenAPI document. Errors use the API's one JSON shape.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures_util::{Stream, StreamExt, stream};
+use poem::{
+    Body, FromRequest, IntoResponse, Request, Response, Route, get, handler,
+    http::StatusCode,
+    post,
+    web::{
+        Data, Json, Query,
+        sse::{Event, SSE},
+    },
+};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use veldwerk_sync_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, PushRequest};
+
+use super::error::{ApiError, error_response};
+use crate::service::{Actor, Error, Services, sync::ChangeNotice};
+
+/// The sync routes, to nest under `/v1/sync`.
+pub fn routes() -> Route {
+    Route::new()
+        .at("/push", post(push))
+        .at("/pull", get(pull))
+        .at("/events", get(events))
+}
+
+/// Refuses clients that speak another protocol version, with a message the app can show.
+fn check_protocol(req: &Request) -> poem::Result<()> {
+    let sent = req.header(PROTOCOL_HEADER);
+    if sent == Some(PROTOCOL_VERSION.to_string().as_str()) {
+        return Ok(());
+    }
+    let message = match sent {
+        None => format!(
+            "send the header `{PROTOCOL_HEADER}: {PROTOCOL_VERSION}` with every sync request"
+        ),
+        Some(version) => format!(
+            "this server speaks sync protocol {PROTOCOL_VERSION}, not {version}; please update the app"
+        ),
+    };
+    Err(reject(error_response(
+        StatusCode::UPGRADE_REQUIRED,
+        "unsupported_protocol",
+        message,
+    )))
+}
+
+async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
+    check_protocol(req)?;
+    let token = req
+        .header("authorization")
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            reject(error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "this endpoint needs an `Authorization: Bearer <access token>` header",
+            ))
+        })?;
+    services.authenticate(token.trim()).await.map_err(failure)
+}
+
+/// An error response as a poem error: it leaves the handler unchanged (see `error::normalise`).
+fn reject(response: Response) -> poem::Error {
+    poem::Error::from_response(response)
+}
+
+fn failure(err: Error) -> poem::Error {
+    ApiError::from(err).into()
+}
+
+#[handler]
+async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Result<Response> {
+    let actor = authenticate(req, &services).await?;
+    let bytes = body.into_bytes().await.map_err(|err| {
+        reject(error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            err.to_string(),
+        ))
+    })?;
+    let request: PushRequest = serde_json::from_slice(&bytes).map_err(|err| {
+        reject(error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the push is not valid: {err}"),
+        ))
+    })?;
+    let response = services.push(&actor, request).await.map_err(failure)?;
+    Ok(Json(response).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullParams {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+#[handler]
+async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
+    let actor = authenticate(req, &services).await?;
+    let Query(params) = Query::<PullParams>::from_request_without_body(req)
+        .await
+        .map_err(|err| {
+            reject(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                err.to_string(),
+            ))
+        })?;
+    let response = services
+        .pull(&actor, params.cursor.as_deref(), params.limit)
+        .await
+        .map_err(failure)?;
+    Ok(Json(response).into_response())
+}
+
+/// Server-sent events: `ready` once, then `poke` whenever something in the caller's scope
+/// changed. Pokes carry no data: the client pulls. Comments keep idle connections open.
+#[handler]
+async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
+    let actor = authenticate(req, &services).await?;
+    let (member, staff) = services.sync_scope(&actor).await.map_err(failure)?;
+    let interest = Interest {
+        user: actor.user_id,
+        member: member.into_iter().collect(),
+        staff: staff.into_iter().collect(),
+    };
+    let receiver = services.subscribe_changes();
+    Ok(SSE::new(poke_stream(receiver, interest))
+        .keep_alive(Duration::from_secs(15))
+        .into_response())
+}
+
+/// What one stream listens for.
+struct Interest {
+    user: uuid::Uuid,
+    member: HashSet<uuid::Uuid>,
+    staff: HashSet<uuid::Uuid>,
+}
+
+impl Interest {
+    fn concerns(&self, notice: &ChangeNotice) -> bool {
+        notice.users.contains(&self.user)
+            || notice
+                .member_cohorts
+                .iter()
+                .any(|c| self.member.contains(c))
+            || notice.record_cohorts.iter().any(|c| self.staff.contains(c))
+    }
+}
+
+fn poke_stream(
+    receiver: tokio::sync::broadcast::Receiver<Arc<ChangeNotice>>,
+    interest: Interest,
+) -> impl Stream<Item = Event> + Send + 'static {
+    let ready = stream::once(async { Event::message("{}").event_type("ready") });
+    let pokes = stream::unfold(
+        (receiver, interest),
+        |(mut receiver, interest)| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(notice) if interest.concerns(&notice) => break,
+                    Ok(_) => continue,
+                    // Missed notices: one of them may have concerned us, so poke to be safe.
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+            Some((
+                Event::message("{}").event_type("poke"),
+                (receiver, interest),
+            ))
+        },
+    );
+    ready.chain(pokes).boxed()
+}

@@ -1,0 +1,792 @@
+//! The sync use cases: push (apply a device's mutations exactly once), pull (changes in the
+//! caller's scope since a cursor), and change notices for live streams.
+//!
+//! The rules of the protocol itself (clocks, merge, validation of values) live in
+//! `veldwerk-sync-protocol`; this module applies them to stored records and decides who may
+//! write and see what.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::TransactionTrait;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use veldwerk_sync_protocol::{
+    Change, ConflictReport, Hlc, MAX_BATCH, MAX_PULL_LIMIT, Mutation, MutationResult,
+    MutationStatus, PullResponse, PushRequest, PushResponse, Record, cursor,
+    merge::{self, DELETED, RecordState},
+    schema::{
+        self, ASSIGNMENT_FIELD, COLLECTIONS, COUNTERPART_FIELD, CollectionSpec, Identity,
+        SHARED_FIELD,
+    },
+};
+
+use super::{Actor, Error, Result, Role, Services, cohorts::day_start};
+use crate::store::{
+    catalog, cohorts as cohort_store,
+    sync::{self as store, Audience, MAX_KEPT_CONFLICTS, StoredRecord},
+};
+
+/// How far ahead of the server's clock a device's clock may claim to be. A phone set to next
+/// year gets its writes stamped at most this far in the future.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
+/// Which devices a change concerns, for live streams: they are poked to pull.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeNotice {
+    /// Users whose own scope changed (record owners, feedback counterparts, new trainers).
+    pub users: Vec<Uuid>,
+    /// Cohorts whose records changed: their trainers are poked.
+    pub record_cohorts: Vec<Uuid>,
+    /// Cohorts whose schedule changed: all their members are poked.
+    pub member_cohorts: Vec<Uuid>,
+}
+
+impl Services {
+    /// Publishes a change to the live streams. Nobody listening is fine.
+    pub(crate) fn notify_change(&self, member_cohorts: &[Uuid], users: &[Uuid]) {
+        let _ = self.changes.send(std::sync::Arc::new(ChangeNotice {
+            users: users.to_vec(),
+            record_cohorts: Vec::new(),
+            member_cohorts: member_cohorts.to_vec(),
+        }));
+    }
+
+    /// Receives every change notice from now on.
+    pub fn subscribe_changes(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<ChangeNotice>> {
+        self.changes.subscribe()
+    }
+
+    /// The cohorts whose changes concern the caller: (as a member, as staff).
+    pub async fn sync_scope(&self, actor: &Actor) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
+        match actor.role {
+            Role::Participant => {
+                let cohorts = store::memberships_of(&self.db, actor.user_id)
+                    .await?
+                    .into_iter()
+                    .map(|membership| membership.cohort_id)
+                    .collect();
+                Ok((cohorts, Vec::new()))
+            }
+            Role::Trainer => {
+                let cohorts: Vec<Uuid> = store::memberships_of(&self.db, actor.user_id)
+                    .await?
+                    .into_iter()
+                    .map(|membership| membership.cohort_id)
+                    .collect();
+                Ok((cohorts.clone(), cohorts))
+            }
+            Role::Admin => {
+                let organisations = catalog::list_organisations(&self.db, actor.provider_id)
+                    .await?
+                    .into_iter()
+                    .map(|organisation| organisation.id);
+                let cohorts: Vec<Uuid> =
+                    cohort_store::list_cohorts_of_organisations(&self.db, organisations)
+                        .await?
+                        .into_iter()
+                        .map(|cohort| cohort.id)
+                        .collect();
+                Ok((cohorts.clone(), cohorts))
+            }
+        }
+    }
+
+    /// Applies a batch of mutations from the caller's device in one transaction. Each mutation is
+    /// applied at most once: a mutation id seen before answers its first result.
+    #[tracing::instrument(skip_all, fields(user.id = %actor.user_id, mutations = request.mutations.len()))]
+    pub async fn push(&self, actor: &Actor, request: PushRequest) -> Result<PushResponse> {
+        if request.mutations.len() > MAX_BATCH {
+            return Err(Error::Invalid {
+                code: "batch_too_large",
+                message: format!(
+                    "a push carries at most {MAX_BATCH} mutations; send the outbox in several pushes"
+                ),
+                details: Some(json!({ "max": MAX_BATCH })),
+            });
+        }
+        let now = Utc::now();
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let context = self.push_context(actor).await?;
+
+        let txn = self.db.begin().await?;
+        let version = store::next_version(&txn).await?;
+        let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.id).collect();
+        let known = store::find_mutation_results(&txn, &ids).await?;
+
+        let mut records: HashMap<(&'static str, Uuid), StoredRecord> = HashMap::new();
+        for spec in COLLECTIONS {
+            let ids: Vec<Uuid> = request
+                .mutations
+                .iter()
+                .filter(|m| m.collection == spec.name)
+                .map(|m| m.record_id)
+                .collect();
+            for record in store::find_records(&txn, spec, &ids).await? {
+                records.insert((spec.name, record.id), record);
+            }
+        }
+        // Who could see each feedback exercise before this batch, to evict those who lose it.
+        let visible_before: HashMap<Uuid, Option<Uuid>> = records
+            .values()
+            .filter(|record| record.spec.field(COUNTERPART_FIELD).is_some())
+            .map(|record| (record.id, shared_counterpart(record)))
+            .collect();
+
+        let mut touched: HashSet<(&'static str, Uuid)> = HashSet::new();
+        let mut results: Vec<MutationResult> = Vec::with_capacity(request.mutations.len());
+        let mut fresh: Vec<(Uuid, Value)> = Vec::new();
+        let mut answered: HashMap<Uuid, MutationResult> = HashMap::new();
+        let mut max_clock: Option<Hlc> = None;
+        for mutation in &request.mutations {
+            if let Some(previous) = known.get(&mutation.id) {
+                let result: MutationResult = serde_json::from_value(previous.clone())
+                    .map_err(|err| anyhow::anyhow!("stored mutation result unreadable: {err}"))?;
+                results.push(result);
+                continue;
+            }
+            if let Some(previous) = answered.get(&mutation.id) {
+                results.push(previous.clone());
+                continue;
+            }
+            let clock = mutation.clock.bounded(now_ms, MAX_CLOCK_SKEW_MS);
+            let result = match apply_mutation(
+                actor,
+                &context,
+                mutation,
+                &clock,
+                &mut records,
+                version,
+                now,
+            ) {
+                Ok((key, conflicts)) => {
+                    touched.insert(key);
+                    max_clock = max_clock.max(Some(clock));
+                    MutationResult {
+                        id: mutation.id,
+                        status: MutationStatus::Applied,
+                        code: None,
+                        message: None,
+                        conflicts,
+                    }
+                }
+                Err((code, message)) => MutationResult {
+                    id: mutation.id,
+                    status: MutationStatus::Rejected,
+                    code: Some(code.to_owned()),
+                    message: Some(message),
+                    conflicts: Vec::new(),
+                },
+            };
+            fresh.push((
+                mutation.id,
+                serde_json::to_value(&result).map_err(anyhow::Error::from)?,
+            ));
+            answered.insert(mutation.id, result.clone());
+            results.push(result);
+        }
+
+        let mut notice = ChangeNotice::default();
+        for spec in COLLECTIONS {
+            let changed: Vec<&StoredRecord> = touched
+                .iter()
+                .filter(|(collection, _)| *collection == spec.name)
+                .filter_map(|key| records.get(key))
+                .collect();
+            store::upsert_records(&txn, spec, &changed, now).await?;
+            for record in changed {
+                notice.users.push(record.owner_id);
+                notice.record_cohorts.push(record.cohort_id);
+                if spec.field(COUNTERPART_FIELD).is_none() {
+                    continue;
+                }
+                let before = visible_before.get(&record.id).copied().flatten();
+                let after = shared_counterpart(record);
+                if let Some(after) = after {
+                    notice.users.push(after);
+                }
+                if let Some(before) = before.filter(|before| Some(*before) != after) {
+                    store::insert_eviction(&txn, before, spec.name, record.id, version).await?;
+                    notice.users.push(before);
+                }
+            }
+        }
+        store::insert_mutation_results(&txn, actor.device_id, actor.user_id, &fresh, now).await?;
+        txn.commit().await?;
+
+        if !touched.is_empty() {
+            let _ = self.changes.send(std::sync::Arc::new(notice));
+        }
+        Ok(PushResponse {
+            results,
+            server_clock: self.server_clock(max_clock.as_ref(), now_ms),
+        })
+    }
+
+    /// Changes in the caller's scope after `cursor`, at most `limit` (whole versions only).
+    #[tracing::instrument(skip_all, fields(user.id = %actor.user_id))]
+    pub async fn pull(
+        &self,
+        actor: &Actor,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<PullResponse> {
+        let after = match cursor {
+            None | Some("") => 0,
+            Some(text) => cursor::decode(text).ok_or_else(|| {
+                Error::invalid("invalid_cursor", "the cursor was not issued by this server")
+            })?,
+        };
+        let limit = limit
+            .unwrap_or(veldwerk_sync_protocol::DEFAULT_PULL_LIMIT)
+            .clamp(1, MAX_PULL_LIMIT);
+        let (head, purged_below) = store::head(&self.db).await?;
+        if after > head || (after > 0 && after < purged_below) {
+            return Err(Error::Gone {
+                code: "reset_required",
+                message: "this cursor is older than the server keeps deletions for (or from another server); \
+                          pull again without a cursor and keep your unsent outbox"
+                    .into(),
+            });
+        }
+        let (member_cohorts, staff_cohorts) = self.sync_scope(actor).await?;
+        let audience = match actor.role {
+            Role::Participant => Audience::Participant(actor.user_id),
+            Role::Trainer | Role::Admin => Audience::Cohorts(staff_cohorts.clone()),
+        };
+        // Fetch one more than the limit from each source: a source that fills up tells how far
+        // this page may safely reach (see `page_bound`).
+        // At least one push's worth, so that a single version never overflows a source.
+        let fetch = (limit.max(MAX_BATCH) + 1) as u64;
+        let mut sources: Vec<Vec<(i64, Change)>> = Vec::new();
+        for spec in COLLECTIONS {
+            let rows =
+                store::changed_records(&self.db, spec, &audience, after, head, fetch).await?;
+            sources.push(rows.iter().map(|r| (r.version, put(r, actor))).collect());
+        }
+        let cohorts = store::changed_cohorts(&self.db, &member_cohorts, after, head, fetch).await?;
+        sources.push(
+            cohorts
+                .iter()
+                .map(|c| (c.version, cohort_change(c)))
+                .collect(),
+        );
+        let days = store::changed_days(&self.db, &member_cohorts, after, head, fetch).await?;
+        let zones: HashMap<Uuid, String> = cohort_store_zones(&self.db, &member_cohorts).await?;
+        sources.push(
+            days.iter()
+                .map(|d| (d.version, day_change(d, &zones)))
+                .collect(),
+        );
+        let assignments =
+            store::changed_assignments(&self.db, &member_cohorts, after, head, fetch).await?;
+        sources.push(
+            assignments
+                .iter()
+                .map(|a| (a.version, assignment_change(a)))
+                .collect(),
+        );
+        let evictions = store::evictions_since(&self.db, actor.user_id, after, head, fetch).await?;
+        sources.push(
+            evictions
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.version,
+                        Change::Evict {
+                            collection: e.collection,
+                            id: e.record_id,
+                        },
+                    )
+                })
+                .collect(),
+        );
+
+        let (bound, has_more) = page_bound(&sources, limit, head);
+        let mut changes: Vec<(i64, Change)> = sources
+            .into_iter()
+            .flatten()
+            .filter(|(version, _)| *version <= bound)
+            .collect();
+
+        // A cohort that became visible after the cursor brings its older records along.
+        for (cohort_id, _) in store::grants_between(&self.db, actor.user_id, after, bound).await? {
+            if after == 0 {
+                break; // A first pull sees everything anyway.
+            }
+            for spec in COLLECTIONS {
+                for record in store::cohort_records_upto(&self.db, spec, cohort_id, after).await? {
+                    changes.push((record.version, put(&record, actor)));
+                }
+            }
+            let ids = [cohort_id];
+            for c in store::changed_cohorts(&self.db, &ids, -1, after, store::UNLIMITED).await? {
+                changes.push((c.version, cohort_change(&c)));
+            }
+            let zones = cohort_store_zones(&self.db, &ids).await?;
+            for d in store::changed_days(&self.db, &ids, -1, after, store::UNLIMITED).await? {
+                changes.push((d.version, day_change(&d, &zones)));
+            }
+            for a in store::changed_assignments(&self.db, &ids, -1, after, store::UNLIMITED).await?
+            {
+                changes.push((a.version, assignment_change(&a)));
+            }
+        }
+
+        // Version order; within a version evictions first, so a record evicted and re-shared in
+        // one batch ends up present.
+        changes.sort_by(|(va, a), (vb, b)| {
+            (va, change_rank(a), change_key(a)).cmp(&(vb, change_rank(b), change_key(b)))
+        });
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        Ok(PullResponse {
+            changes: changes.into_iter().map(|(_, change)| change).collect(),
+            cursor: cursor::encode(bound),
+            has_more,
+            server_clock: self.server_clock(None, now_ms),
+        })
+    }
+
+    fn server_clock(&self, observed: Option<&Hlc>, now_ms: u64) -> Hlc {
+        let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(observed) = observed {
+            clock.observe(observed);
+        }
+        clock.tick(now_ms)
+    }
+
+    async fn push_context(&self, actor: &Actor) -> Result<PushContext> {
+        if actor.role != Role::Participant {
+            return Ok(PushContext::default());
+        }
+        let (cohorts, _) = self.sync_scope(actor).await?;
+        let assignments = store::assignments_of(&self.db, &cohorts)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.cohort_id))
+            .collect();
+        let members = store::members_of(&self.db, &cohorts)
+            .await?
+            .into_iter()
+            .map(|m| (m.user_id, m.cohort_id))
+            .collect();
+        Ok(PushContext {
+            cohorts: cohorts.into_iter().collect(),
+            assignments,
+            members,
+        })
+    }
+}
+
+/// What a participant's push is checked against.
+#[derive(Debug, Default)]
+struct PushContext {
+    /// Cohorts the caller participates in.
+    cohorts: HashSet<Uuid>,
+    /// Assignment id to its cohort.
+    assignments: HashMap<Uuid, Uuid>,
+    /// (member, cohort) pairs of those cohorts.
+    members: HashSet<(Uuid, Uuid)>,
+}
+
+type Rejection = (&'static str, String);
+
+/// Validates and merges one mutation into the batch's working set of records.
+fn apply_mutation(
+    actor: &Actor,
+    context: &PushContext,
+    mutation: &Mutation,
+    clock: &Hlc,
+    records: &mut HashMap<(&'static str, Uuid), StoredRecord>,
+    version: i64,
+    now: DateTime<Utc>,
+) -> std::result::Result<((&'static str, Uuid), Vec<ConflictReport>), Rejection> {
+    let spec = schema::collection(&mutation.collection).ok_or_else(|| {
+        (
+            "unknown_collection",
+            format!("{:?} is not a writable collection", mutation.collection),
+        )
+    })?;
+    if actor.role != Role::Participant {
+        return Err(("forbidden", "only participants write records".into()));
+    }
+    if mutation.clock.node != actor.device_id.simple().to_string() {
+        return Err((
+            "invalid_clock",
+            "the clock's node must be this device's id without dashes".into(),
+        ));
+    }
+    let mut fields = mutation.fields.clone();
+    for (name, value) in &fields {
+        let field = spec.field(name).ok_or_else(|| {
+            (
+                "unknown_field",
+                format!("{} has no field {name:?}", spec.name),
+            )
+        })?;
+        field
+            .validate(value)
+            .map_err(|err| (err.code, err.message))?;
+    }
+    if mutation.delete {
+        fields.insert(DELETED.to_owned(), Value::Bool(true));
+    }
+    let key = (spec.name, mutation.record_id);
+    let record = match records.get_mut(&key) {
+        Some(record) => {
+            check_existing_write(actor, spec, record, mutation)?;
+            record
+        }
+        None => {
+            let record = new_record(actor, context, spec, mutation, now)?;
+            records.entry(key).or_insert(record)
+        }
+    };
+    if let Some(assignment) = fields.get(ASSIGNMENT_FIELD).and_then(Value::as_str) {
+        let assignment: Uuid = assignment.parse().unwrap_or_default();
+        if context.assignments.get(&assignment) != Some(&record.cohort_id) {
+            return Err((
+                "unknown_assignment",
+                "no such assignment in this cohort".into(),
+            ));
+        }
+        if spec.identity == Identity::PerAssignment
+            && record
+                .value(ASSIGNMENT_FIELD)
+                .as_str()
+                .is_some_and(|current| current != assignment.to_string())
+        {
+            return Err(("invalid_field", "assignment_id cannot change".into()));
+        }
+    }
+    if let Some(counterpart) = fields.get(COUNTERPART_FIELD).and_then(Value::as_str) {
+        let counterpart: Uuid = counterpart.parse().unwrap_or_default();
+        if !context.members.contains(&(counterpart, record.cohort_id))
+            || counterpart == actor.user_id
+        {
+            return Err((
+                "unknown_counterpart",
+                "the counterpart must be another member of this cohort".into(),
+            ));
+        }
+    }
+
+    let applied = merge::apply(&record.state, &fields, clock, &mutation.base);
+    check_record_rules(spec, &applied.state, record.state.is_empty())?;
+    let conflicts: Vec<ConflictReport> = applied
+        .conflicts
+        .iter()
+        .map(|conflict| ConflictReport {
+            field: conflict.field.clone(),
+            kept_value: conflict.winner.value.clone(),
+            kept_clock: conflict.winner.clock.clone(),
+            lost_value: conflict.loser.value.clone(),
+            lost_clock: conflict.loser.clock.clone(),
+        })
+        .collect();
+    if applied.changed || !conflicts.is_empty() {
+        record.state = applied.state;
+        record.conflicts.extend(conflicts.iter().cloned());
+        let excess = record.conflicts.len().saturating_sub(MAX_KEPT_CONFLICTS);
+        record.conflicts.drain(..excess);
+        record.version = version;
+    }
+    Ok((key, conflicts))
+}
+
+fn check_existing_write(
+    actor: &Actor,
+    spec: &CollectionSpec,
+    record: &StoredRecord,
+    mutation: &Mutation,
+) -> std::result::Result<(), Rejection> {
+    if mutation
+        .cohort_id
+        .is_some_and(|cohort| cohort != record.cohort_id)
+    {
+        return Err((
+            "cohort_mismatch",
+            "a record cannot move to another cohort".into(),
+        ));
+    }
+    if record.owner_id == actor.user_id {
+        return Ok(());
+    }
+    let counterpart_write = shared_counterpart(record) == Some(actor.user_id)
+        && !mutation.delete
+        && mutation.fields.keys().all(|name| {
+            spec.field(name)
+                .is_some_and(|field| field.counterpart_writable)
+        });
+    if counterpart_write {
+        Ok(())
+    } else {
+        Err(("forbidden", "this record belongs to someone else".into()))
+    }
+}
+
+fn new_record(
+    actor: &Actor,
+    context: &PushContext,
+    spec: &'static CollectionSpec,
+    mutation: &Mutation,
+    now: DateTime<Utc>,
+) -> std::result::Result<StoredRecord, Rejection> {
+    let cohort_id = mutation.cohort_id.ok_or_else(|| {
+        (
+            "cohort_required",
+            "a new record needs its cohort_id".to_owned(),
+        )
+    })?;
+    if !context.cohorts.contains(&cohort_id) {
+        return Err((
+            "forbidden",
+            "you are not a participant of that cohort".into(),
+        ));
+    }
+    let expected = match spec.identity {
+        Identity::ClientGenerated => None,
+        Identity::PerAssignment => {
+            let assignment = mutation
+                .fields
+                .get(ASSIGNMENT_FIELD)
+                .and_then(Value::as_str)
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| {
+                    (
+                        "missing_field",
+                        "assignment_work needs assignment_id".to_owned(),
+                    )
+                })?;
+            Some(schema::assignment_record_id(actor.user_id, assignment))
+        }
+        Identity::PerCohort => Some(schema::cohort_record_id(
+            spec.name,
+            actor.user_id,
+            cohort_id,
+        )),
+        Identity::PerUser => Some(schema::user_record_id(spec.name, actor.user_id)),
+    };
+    if expected.is_some_and(|expected| expected != mutation.record_id) {
+        return Err((
+            "invalid_record_id",
+            format!(
+                "{} ids are derived; see the schema's id functions",
+                spec.name
+            ),
+        ));
+    }
+    Ok(StoredRecord {
+        spec,
+        id: mutation.record_id,
+        owner_id: actor.user_id,
+        cohort_id,
+        version: 0,
+        state: RecordState::new(),
+        conflicts: Vec::new(),
+        created_at: now,
+    })
+}
+
+/// Rules across fields, checked on the merged result.
+fn check_record_rules(
+    spec: &CollectionSpec,
+    state: &RecordState,
+    is_new: bool,
+) -> std::result::Result<(), Rejection> {
+    let value = |name: &str| state.get(name).map_or(&Value::Null, |s| &s.value);
+    let deleted = value(DELETED) == &Value::Bool(true);
+    if is_new && !deleted {
+        for field in spec.fields.iter().filter(|field| !field.nullable) {
+            if value(field.name).is_null() {
+                return Err((
+                    "missing_field",
+                    format!("a new {} record needs {}", spec.name, field.name),
+                ));
+            }
+        }
+    }
+    if spec.name == schema::INTERVIEWS.name
+        && !value("interviewee_name").is_null()
+        && value("name_consent") != &Value::Bool(true)
+    {
+        return Err((
+            "consent_required",
+            "an interviewee's name may only be stored with their consent (name_consent: true)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The cohort member a feedback exercise is shared with, if any.
+fn shared_counterpart(record: &StoredRecord) -> Option<Uuid> {
+    if record.value(SHARED_FIELD) != &Value::Bool(true) || record.is_deleted() {
+        return None;
+    }
+    record.value(COUNTERPART_FIELD).as_str()?.parse().ok()
+}
+
+fn put(record: &StoredRecord, actor: &Actor) -> Change {
+    let mut fields: BTreeMap<String, Value> = record
+        .spec
+        .fields
+        .iter()
+        .map(|field| (field.name.to_owned(), record.value(field.name).clone()))
+        .collect();
+    fields.retain(|_, value| !value.is_null());
+    Change::Put(Record {
+        collection: record.spec.name.to_owned(),
+        id: record.id,
+        version: record.version,
+        owner_id: Some(record.owner_id),
+        cohort_id: Some(record.cohort_id),
+        deleted: record.is_deleted(),
+        fields,
+        clocks: record
+            .state
+            .iter()
+            .map(|(field, stamped)| (field.clone(), stamped.clock.clone()))
+            .collect(),
+        // Losing values are the owner's to see and resolve.
+        conflicts: if record.owner_id == actor.user_id {
+            record.conflicts.clone()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+fn read_only(
+    collection: &str,
+    id: Uuid,
+    version: i64,
+    cohort_id: Option<Uuid>,
+    fields: Value,
+) -> Change {
+    let fields = match fields {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    Change::Put(Record {
+        collection: collection.to_owned(),
+        id,
+        version,
+        owner_id: None,
+        cohort_id,
+        deleted: false,
+        fields,
+        clocks: BTreeMap::new(),
+        conflicts: Vec::new(),
+    })
+}
+
+fn cohort_change(cohort: &crate::store::entity::cohort::Model) -> Change {
+    read_only(
+        "cohorts",
+        cohort.id,
+        cohort.version,
+        Some(cohort.id),
+        json!({
+            "name": cohort.name,
+            "organisation_id": cohort.organisation_id,
+            "programme_id": cohort.programme_id,
+            "time_zone": cohort.time_zone,
+        }),
+    )
+}
+
+fn day_change(
+    day: &crate::store::entity::cohort_day::Model,
+    zones: &HashMap<Uuid, String>,
+) -> Change {
+    let cohort = crate::store::entity::cohort::Model {
+        id: day.cohort_id,
+        organisation_id: Uuid::nil(),
+        programme_id: Uuid::nil(),
+        name: String::new(),
+        time_zone: zones.get(&day.cohort_id).cloned().unwrap_or_default(),
+        created_at: Utc::now(),
+        version: 0,
+    };
+    read_only(
+        "cohort_days",
+        day.id,
+        day.version,
+        Some(day.cohort_id),
+        json!({
+            "day_number": day.day_number,
+            "title": day.title,
+            "description": day.description,
+            "date": day.date.to_string(),
+            "starts_at": day.starts_at.to_string(),
+            "ends_at": day.ends_at.to_string(),
+            "location": day.location,
+            "starts_at_utc": day_start(&cohort, day).to_rfc3339(),
+        }),
+    )
+}
+
+fn assignment_change(assignment: &crate::store::entity::cohort_assignment::Model) -> Change {
+    read_only(
+        "assignments",
+        assignment.id,
+        assignment.version,
+        Some(assignment.cohort_id),
+        json!({
+            "after_day": assignment.after_day,
+            "due_day": assignment.due_day,
+            "kind": assignment.kind,
+            "title": assignment.title,
+            "description": assignment.description,
+        }),
+    )
+}
+
+async fn cohort_store_zones(
+    db: &sea_orm::DatabaseConnection,
+    cohort_ids: &[Uuid],
+) -> Result<HashMap<Uuid, String>> {
+    Ok(
+        store::changed_cohorts(db, cohort_ids, -1, i64::MAX, store::UNLIMITED)
+            .await?
+            .into_iter()
+            .map(|cohort| (cohort.id, cohort.time_zone))
+            .collect(),
+    )
+}
+
+fn change_rank(change: &Change) -> u8 {
+    match change {
+        Change::Evict { .. } => 0,
+        Change::Put(_) => 1,
+    }
+}
+
+fn change_key(change: &Change) -> (&str, Uuid) {
+    match change {
+        Change::Evict { collection, id } => (collection, *id),
+        Change::Put(record) => (&record.collection, record.id),
+    }
+}
+
+/// How far a page reaches. Each source is in version order and was fetched with one row more
+/// than `limit`, where `limit` is at least the rows one version can hold in one source. If a source came back full, its versions beyond what it returned are unknown, so the
+/// page must end before its last version; the page ends at the lowest such bound. Whole
+/// versions only: a push's changes always arrive together. Returns (bound, has_more).
+pub fn page_bound(sources: &[Vec<(i64, Change)>], limit: usize, head: i64) -> (i64, bool) {
+    let mut bound = head;
+    let mut has_more = false;
+    for source in sources {
+        if source.len() > limit {
+            has_more = true;
+            let last = source.last().map_or(head, |(version, _)| *version);
+            // Every row of this source with a version below `last` was fetched.
+            let first = source.first().map_or(head, |(version, _)| *version);
+            bound = bound.min(if last > first { last - 1 } else { last });
+        }
+    }
+    (bound, has_more)
+}

@@ -1,0 +1,347 @@
+//! The synced collections: their fields, types, limits and who may write them.
+//!
+//! Participants write the collections in [`COLLECTIONS`]; the server also sends read-only
+//! collections (`cohorts`, `cohort_days`, `assignments`) that only it changes. Every field of a
+//! writable collection is optional in a mutation: a mutation carries just the fields it sets.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The type and limits of one field. `null` is allowed where [`FieldSpec::nullable`] says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// A string of at most `max_chars` characters.
+    Text { max_chars: usize },
+    /// `true` or `false`.
+    Bool,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// A UUID string.
+    Uuid,
+    /// Any JSON array or object of at most `max_bytes` when serialised.
+    Json { max_bytes: usize },
+    /// One of the listed strings.
+    Choice(&'static [&'static str]),
+}
+
+/// One field of a collection.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub nullable: bool,
+    /// Whether the other party of a shared feedback exercise may write it (their reaction).
+    pub counterpart_writable: bool,
+}
+
+/// How a record's id is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// Any UUID the client generates (UUID v7 recommended): interviews, feedback.
+    ClientGenerated,
+    /// One record per participant and assignment: [`assignment_record_id`].
+    PerAssignment,
+    /// One record per participant and cohort: [`cohort_record_id`].
+    PerCohort,
+    /// One record per participant: [`user_record_id`].
+    PerUser,
+}
+
+/// A collection participants write.
+#[derive(Debug, Clone, Copy)]
+pub struct CollectionSpec {
+    pub name: &'static str,
+    pub identity: Identity,
+    pub fields: &'static [FieldSpec],
+}
+
+const fn field(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        nullable: true,
+        counterpart_writable: false,
+    }
+}
+
+const fn required(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        nullable: false,
+        counterpart_writable: false,
+    }
+}
+
+const SHORT: FieldType = FieldType::Text { max_chars: 200 };
+const LONG: FieldType = FieldType::Text { max_chars: 20_000 };
+const MEDIUM: FieldType = FieldType::Text { max_chars: 5_000 };
+const DOCUMENT: FieldType = FieldType::Json { max_bytes: 65_536 };
+
+/// The field that links a record to a between-day assignment of the cohort.
+pub const ASSIGNMENT_FIELD: &str = "assignment_id";
+/// The field naming the cohort member a feedback exercise was done with.
+pub const COUNTERPART_FIELD: &str = "counterpart_user_id";
+/// The field by which the owner shares a feedback exercise with that member.
+pub const SHARED_FIELD: &str = "shared";
+
+/// Interviews in the field: who, when, where, questions and answers, notes, insights.
+/// `interviewee_name` may only be set while `name_consent` is `true`.
+pub const INTERVIEWS: CollectionSpec = CollectionSpec {
+    name: "interviews",
+    identity: Identity::ClientGenerated,
+    fields: &[
+        field(ASSIGNMENT_FIELD, FieldType::Uuid),
+        field("interviewee_role", SHORT),
+        field("interviewee_organisation", SHORT),
+        field("interviewee_name", SHORT),
+        required("name_consent", FieldType::Bool),
+        field("interviewed_on", FieldType::Date),
+        field("place", SHORT),
+        field("questions", DOCUMENT),
+        field("notes", LONG),
+        field("insights", LONG),
+        required("status", FieldType::Choice(&["draft", "done"])),
+    ],
+};
+
+/// Feedback given or received (observation, effect, wish) and the receiver's reaction. With a
+/// cohort member as counterpart and `shared` true, both see it and the counterpart may write
+/// `reaction`.
+pub const FEEDBACK_EXERCISES: CollectionSpec = CollectionSpec {
+    name: "feedback_exercises",
+    identity: Identity::ClientGenerated,
+    fields: &[
+        required("direction", FieldType::Choice(&["given", "received"])),
+        field(COUNTERPART_FIELD, FieldType::Uuid),
+        field("counterpart_name", SHORT),
+        required(SHARED_FIELD, FieldType::Bool),
+        field("happened_on", FieldType::Date),
+        field("observation", MEDIUM),
+        field("effect", MEDIUM),
+        field("wish", MEDIUM),
+        FieldSpec {
+            name: "reaction",
+            ty: MEDIUM,
+            nullable: true,
+            counterpart_writable: true,
+        },
+    ],
+};
+
+/// A participant's work on one between-day assignment: done or not, what was applied,
+/// reflection.
+pub const ASSIGNMENT_WORK: CollectionSpec = CollectionSpec {
+    name: "assignment_work",
+    identity: Identity::PerAssignment,
+    fields: &[
+        required(ASSIGNMENT_FIELD, FieldType::Uuid),
+        required("done", FieldType::Bool),
+        field("applied", LONG),
+        field("reflection", LONG),
+    ],
+};
+
+/// The outline and material of a participant's Day 6 harvest presentation.
+pub const HARVESTS: CollectionSpec = CollectionSpec {
+    name: "harvests",
+    identity: Identity::PerCohort,
+    fields: &[
+        field("outline", LONG),
+        field("material", DOCUMENT),
+        required("status", FieldType::Choice(&["draft", "ready"])),
+    ],
+};
+
+const COLOURS: &[&str] = &["blue", "green", "yellow", "red"];
+
+/// A participant's personal profile, e.g. their Insights Discovery colours from day 1.
+pub const PROFILES: CollectionSpec = CollectionSpec {
+    name: "profiles",
+    identity: Identity::PerUser,
+    fields: &[
+        field("insights_primary", FieldType::Choice(COLOURS)),
+        field("insights_secondary", FieldType::Choice(COLOURS)),
+        field("insights_scores", FieldType::Json { max_bytes: 2_048 }),
+        field("about", MEDIUM),
+    ],
+};
+
+/// Every collection participants write, in the order the server stores them.
+pub const COLLECTIONS: &[CollectionSpec] = &[
+    INTERVIEWS,
+    FEEDBACK_EXERCISES,
+    ASSIGNMENT_WORK,
+    HARVESTS,
+    PROFILES,
+];
+
+/// Collections only the server writes; they arrive in pulls like any other.
+pub const READ_ONLY_COLLECTIONS: &[&str] = &["cohorts", "cohort_days", "assignments"];
+
+/// Finds a writable collection by name.
+pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
+    COLLECTIONS.iter().find(|spec| spec.name == name)
+}
+
+impl CollectionSpec {
+    /// A field by name.
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+}
+
+/// Why a field value was refused. `code` is stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldSpec {
+    /// Checks a value against the field's type and limits.
+    pub fn validate(&self, value: &Value) -> Result<(), FieldError> {
+        let invalid = |message: String| FieldError {
+            code: "invalid_field",
+            message,
+        };
+        if value.is_null() {
+            return if self.nullable {
+                Ok(())
+            } else {
+                Err(invalid(format!("{} must not be null", self.name)))
+            };
+        }
+        match self.ty {
+            FieldType::Text { max_chars } => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| invalid(format!("{} must be a string", self.name)))?;
+                let chars = text.chars().count();
+                if chars > max_chars {
+                    return Err(FieldError {
+                        code: "field_too_large",
+                        message: format!(
+                            "{} has {chars} characters; at most {max_chars} are allowed",
+                            self.name
+                        ),
+                    });
+                }
+            }
+            FieldType::Bool => {
+                value
+                    .as_bool()
+                    .ok_or_else(|| invalid(format!("{} must be true or false", self.name)))?;
+            }
+            FieldType::Date => {
+                value
+                    .as_str()
+                    .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                    .ok_or_else(|| invalid(format!("{} must be a date, YYYY-MM-DD", self.name)))?;
+            }
+            FieldType::Uuid => {
+                value
+                    .as_str()
+                    .and_then(|text| Uuid::parse_str(text).ok())
+                    .ok_or_else(|| invalid(format!("{} must be a UUID", self.name)))?;
+            }
+            FieldType::Json { max_bytes } => {
+                if !(value.is_array() || value.is_object()) {
+                    return Err(invalid(format!("{} must be an array or object", self.name)));
+                }
+                let bytes = value.to_string().len();
+                if bytes > max_bytes {
+                    return Err(FieldError {
+                        code: "field_too_large",
+                        message: format!(
+                            "{} takes {bytes} bytes; at most {max_bytes} are allowed",
+                            self.name
+                        ),
+                    });
+                }
+            }
+            FieldType::Choice(options) => {
+                let text = value.as_str().unwrap_or_default();
+                if !options.contains(&text) {
+                    return Err(invalid(format!(
+                        "{} must be one of {}",
+                        self.name,
+                        options.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Namespace of the deterministic ids below (a fixed random UUID). Do not change: ids depend on it.
+pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_2a9e_83d4_4b6f_9a70_1e2d_3c4b_5a69);
+
+/// The id of a participant's work on an assignment. Deterministic, so two devices that start the
+/// same assignment offline write to one record instead of creating two.
+pub fn assignment_record_id(user_id: Uuid, assignment_id: Uuid) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("assignment_work:{user_id}:{assignment_id}").as_bytes(),
+    )
+}
+
+/// The id of a participant's harvest in a cohort.
+pub fn cohort_record_id(collection: &str, user_id: Uuid, cohort_id: Uuid) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("{collection}:{user_id}:{cohort_id}").as_bytes(),
+    )
+}
+
+/// The id of a participant's profile.
+pub fn user_record_id(collection: &str, user_id: Uuid) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("{collection}:{user_id}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn values_are_checked_against_their_field() {
+        let notes = INTERVIEWS.field("notes").unwrap();
+        assert!(notes.validate(&json!("kort")).is_ok());
+        assert!(notes.validate(&Value::Null).is_ok());
+        assert_eq!(notes.validate(&json!(5)).unwrap_err().code, "invalid_field");
+        let long = "x".repeat(20_001);
+        assert_eq!(
+            notes.validate(&json!(long)).unwrap_err().code,
+            "field_too_large"
+        );
+        let status = INTERVIEWS.field("status").unwrap();
+        assert!(status.validate(&json!("done")).is_ok());
+        assert!(status.validate(&json!("finished")).is_err());
+        assert!(status.validate(&Value::Null).is_err());
+        let date = INTERVIEWS.field("interviewed_on").unwrap();
+        assert!(date.validate(&json!("2027-02-29")).is_err());
+        assert!(date.validate(&json!("2028-02-29")).is_ok());
+    }
+
+    #[test]
+    fn deterministic_ids_are_stable_and_distinct() {
+        let user = Uuid::from_u128(1);
+        let assignment = Uuid::from_u128(2);
+        assert_eq!(
+            assignment_record_id(user, assignment),
+            assignment_record_id(user, assignment)
+        );
+        assert_ne!(
+            assignment_record_id(user, assignment),
+            assignment_record_id(assignment, user)
+        );
+        // Frozen: clients compute these too.
+        assert_eq!(
+            assignment_record_id(user, assignment).to_string(),
+            "e5d2b86f-f178-5cbb-9f9d-e55da6d47570"
+        );
+    }
+}
