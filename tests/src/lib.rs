@@ -10,10 +10,12 @@ use std::{future::Future, time::Duration};
 use reqwest::{Method, header::HeaderMap};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::sync::oneshot;
 use veldwerk_server::{Application, Config, config::Secret};
 
 pub use veldwerk_server;
+
+pub mod client;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";
@@ -95,9 +97,67 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub backend: Backend,
     pub services: veldwerk_server::service::Services,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: ServerProcess,
+    config: Config,
     database: TestDatabase,
+}
+
+/// The server, on a runtime of its own so that a test can crash it: stopping that runtime drops
+/// every in-flight request wherever it is, as a killed process would.
+struct ServerProcess {
+    kill: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    async fn start(config: Config) -> (Self, String, veldwerk_server::service::Services) {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (kill, killed) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a server runtime");
+            runtime.block_on(async move {
+                let app = Application::build(config)
+                    .await
+                    .expect("the application starts");
+                let address = format!("http://{}", app.local_addr());
+                let services = app.services().clone();
+                tokio::spawn(app.run_until_stopped(std::future::pending()));
+                let _ = ready_tx.send((address, services));
+                let _ = killed.await;
+            });
+            runtime.shutdown_background();
+        });
+        let (address, services) = ready_rx
+            .await
+            .expect("the server thread starts the application");
+        (
+            Self {
+                kill: Some(kill),
+                thread: Some(thread),
+            },
+            address,
+            services,
+        )
+    }
+
+    fn stop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl TestApp {
@@ -112,15 +172,7 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
-        let app = Application::build(config)
-            .await
-            .expect("the application starts");
-        let address = format!("http://{}", app.local_addr());
-        let services = app.services().clone();
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let (server, address, services) = ServerProcess::start(config.clone()).await;
         Some(Self {
             address,
             client: reqwest::Client::builder()
@@ -129,10 +181,30 @@ impl TestApp {
                 .expect("an HTTP client"),
             backend,
             services,
-            shutdown: Some(shutdown),
-            server: Some(server),
+            server,
+            config,
             database,
         })
+    }
+
+    /// Kills the server at once, dropping in-flight requests mid-way, as a crash would.
+    pub fn kill(&mut self) {
+        self.server.stop();
+    }
+
+    /// Starts the server again on the same database and port.
+    pub async fn restart(&mut self) {
+        self.server.stop();
+        let mut config = self.config.clone();
+        config.listen = self
+            .address
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the old address");
+        let (server, address, services) = ServerProcess::start(config).await;
+        self.server = server;
+        self.address = address;
+        self.services = services;
     }
 
     /// The database URL this app uses.
@@ -197,17 +269,6 @@ impl TestApp {
         )
         .await
         .expect(201)
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
     }
 }
 

@@ -8,3 +8,4 @@ mod fixtures;
 mod health;
 mod invites;
 mod isolation;
+mod sync;
