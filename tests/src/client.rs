@@ -19,6 +19,9 @@ use veldwerk_sync_protocol::{
     merge::{self, DELETED, RecordState, Stamped},
 };
 
+/// A device's copy of the server's records: (collection, id) to (version, deleted, fields).
+pub type Replica = BTreeMap<(String, Uuid), (i64, bool, BTreeMap<String, Value>)>;
+
 /// One device of one user.
 pub struct Device {
     http: reqwest::Client,
@@ -304,7 +307,7 @@ impl Device {
     }
 
     /// The server's view as comparable data: (collection, id) to (version, deleted, fields).
-    pub fn replica(&self) -> BTreeMap<(String, Uuid), (i64, bool, BTreeMap<String, Value>)> {
+    pub fn replica(&self) -> Replica {
         self.server
             .iter()
             .map(|(key, record)| {
