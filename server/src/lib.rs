@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod jobs;
 pub mod service;
 pub mod startup;
 pub mod store;

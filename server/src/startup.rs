@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     api,
     config::Config,
+    jobs,
     service::{Services, demo::DemoLogins},
     store,
 };
@@ -73,15 +74,24 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let retention =
+            Duration::from_secs(self.services.config().tombstone_retention_days * 86_400);
+        let purger = tokio::spawn(jobs::tombstones::run(
+            self.services.clone(),
+            Duration::from_secs(3_600),
+            retention,
+        ));
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
-        Server::new_with_acceptor(acceptor)
+        let served = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 api::app(self.services),
                 shutdown,
                 Some(Duration::from_secs(10)),
             )
             .await
-            .context("The HTTP server failed")
+            .context("The HTTP server failed");
+        purger.abort();
+        served
     }
 }

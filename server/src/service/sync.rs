@@ -349,6 +349,14 @@ impl Services {
         })
     }
 
+    /// Removes tombstones last changed before `cutoff` (see `jobs::tombstones`).
+    pub async fn purge_tombstones(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let txn = self.db.begin().await?;
+        let purged = store::purge_tombstones(&txn, COLLECTIONS, cutoff).await?;
+        txn.commit().await?;
+        Ok(purged)
+    }
+
     fn server_clock(&self, observed: Option<&Hlc>, now_ms: u64) -> Hlc {
         let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(observed) = observed {

@@ -9,3 +9,4 @@ mod health;
 mod invites;
 mod isolation;
 mod sync;
+mod sync_faults;
