@@ -8,5 +8,6 @@ mod fixtures;
 mod health;
 mod invites;
 mod isolation;
+mod protocol_doc;
 mod sync;
 mod sync_faults;
