@@ -16,6 +16,8 @@ pub enum FieldType {
     Bool,
     /// A calendar date, `YYYY-MM-DD`.
     Date,
+    /// An instant, RFC 3339 (`2027-01-12T09:30:00Z`).
+    Timestamp,
     /// A UUID string.
     Uuid,
     /// Any JSON array or object of at most `max_bytes` when serialised.
@@ -39,8 +41,9 @@ pub struct FieldSpec {
 pub enum Identity {
     /// Any UUID the client generates (UUID v7 recommended): interviews, feedback.
     ClientGenerated,
-    /// One record per participant and assignment: [`assignment_record_id`].
-    PerAssignment,
+    /// One record per participant and linked record (the UUID in the named field):
+    /// [`linked_record_id`]. Assignment work (per assignment), read receipts (per announcement).
+    Linked(&'static str),
     /// One record per participant and cohort: [`cohort_record_id`].
     PerCohort,
     /// One record per participant: [`user_record_id`].
@@ -133,7 +136,7 @@ pub const FEEDBACK_EXERCISES: CollectionSpec = CollectionSpec {
 /// reflection.
 pub const ASSIGNMENT_WORK: CollectionSpec = CollectionSpec {
     name: "assignment_work",
-    identity: Identity::PerAssignment,
+    identity: Identity::Linked(ASSIGNMENT_FIELD),
     fields: &[
         required(ASSIGNMENT_FIELD, FieldType::Uuid),
         required("done", FieldType::Bool),
@@ -167,6 +170,19 @@ pub const PROFILES: CollectionSpec = CollectionSpec {
     ],
 };
 
+/// The field linking a read receipt to its announcement.
+pub const ANNOUNCEMENT_FIELD: &str = "announcement_id";
+
+/// That a participant read an announcement in their inbox, and when.
+pub const ANNOUNCEMENT_READS: CollectionSpec = CollectionSpec {
+    name: "announcement_reads",
+    identity: Identity::Linked(ANNOUNCEMENT_FIELD),
+    fields: &[
+        required(ANNOUNCEMENT_FIELD, FieldType::Uuid),
+        required("read_at", FieldType::Timestamp),
+    ],
+};
+
 /// Every collection participants write, in the order the server stores them.
 pub const COLLECTIONS: &[CollectionSpec] = &[
     INTERVIEWS,
@@ -174,10 +190,12 @@ pub const COLLECTIONS: &[CollectionSpec] = &[
     ASSIGNMENT_WORK,
     HARVESTS,
     PROFILES,
+    ANNOUNCEMENT_READS,
 ];
 
 /// Collections only the server writes; they arrive in pulls like any other.
-pub const READ_ONLY_COLLECTIONS: &[&str] = &["cohorts", "cohort_days", "assignments"];
+pub const READ_ONLY_COLLECTIONS: &[&str] =
+    &["cohorts", "cohort_days", "assignments", "announcements"];
 
 /// Finds a writable collection by name.
 pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
@@ -239,6 +257,14 @@ impl FieldSpec {
                     .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
                     .ok_or_else(|| invalid(format!("{} must be a date, YYYY-MM-DD", self.name)))?;
             }
+            FieldType::Timestamp => {
+                value
+                    .as_str()
+                    .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                    .ok_or_else(|| {
+                        invalid(format!("{} must be an RFC 3339 timestamp", self.name))
+                    })?;
+            }
             FieldType::Uuid => {
                 value
                     .as_str()
@@ -278,13 +304,19 @@ impl FieldSpec {
 /// Namespace of the deterministic ids below (a fixed random UUID). Do not change: ids depend on it.
 pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_2a9e_83d4_4b6f_9a70_1e2d_3c4b_5a69);
 
-/// The id of a participant's work on an assignment. Deterministic, so two devices that start the
-/// same assignment offline write to one record instead of creating two.
-pub fn assignment_record_id(user_id: Uuid, assignment_id: Uuid) -> Uuid {
+/// The id of a participant's record linked to another record (see [`Identity::Linked`]).
+/// Deterministic, so two devices that start the same assignment offline write to one record
+/// instead of creating two.
+pub fn linked_record_id(collection: &str, user_id: Uuid, linked_id: Uuid) -> Uuid {
     Uuid::new_v5(
         &ID_NAMESPACE,
-        format!("assignment_work:{user_id}:{assignment_id}").as_bytes(),
+        format!("{collection}:{user_id}:{linked_id}").as_bytes(),
     )
+}
+
+/// The id of a participant's work on an assignment.
+pub fn assignment_record_id(user_id: Uuid, assignment_id: Uuid) -> Uuid {
+    linked_record_id(ASSIGNMENT_WORK.name, user_id, assignment_id)
 }
 
 /// The id of a participant's harvest in a cohort.

@@ -5,6 +5,7 @@
 //! their own. Every error, ours or poem's, leaves as the JSON shape of [`error::ErrorBody`].
 
 pub mod accounts;
+pub mod announcements;
 pub mod auth;
 pub mod catalog;
 pub mod cohorts;
@@ -38,6 +39,8 @@ pub enum ApiTags {
     Cohorts,
     /// Invite codes for participants.
     Invites,
+    /// Messages from trainers to their cohort.
+    Announcements,
 }
 
 /// An empty success.
@@ -52,6 +55,7 @@ type Apis = (
     accounts::AccountsApi,
     catalog::CatalogApi,
     cohorts::CohortsApi,
+    announcements::AnnouncementsApi,
 );
 
 /// The OpenAPI service with every operation; also used to print the spec.
@@ -63,7 +67,10 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         catalog::CatalogApi {
             services: services.clone(),
         },
-        cohorts::CohortsApi { services },
+        cohorts::CohortsApi {
+            services: services.clone(),
+        },
+        announcements::AnnouncementsApi { services },
     );
     OpenApiService::new(apis, "Veldwerk API", env!("CARGO_PKG_VERSION"))
         .description(

@@ -395,7 +395,7 @@ impl Services {
     }
 
     /// The cohort if the caller may see it and manage it.
-    async fn managed_cohort(&self, actor: &Actor, id: Uuid) -> Result<cohort::Model> {
+    pub(crate) async fn managed_cohort(&self, actor: &Actor, id: Uuid) -> Result<cohort::Model> {
         let cohort = self.visible_cohort(actor, id).await?;
         actor.require(&[Role::Admin, Role::Trainer])?;
         Ok(cohort)

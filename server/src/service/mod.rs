@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod announcements;
 pub mod catalog;
 pub mod cohorts;
 pub mod demo;

@@ -16,8 +16,8 @@ use veldwerk_sync_protocol::{
     MutationStatus, PullResponse, PushRequest, PushResponse, Record, cursor,
     merge::{self, DELETED, RecordState},
     schema::{
-        self, ASSIGNMENT_FIELD, COLLECTIONS, COUNTERPART_FIELD, CollectionSpec, Identity,
-        SHARED_FIELD,
+        self, ANNOUNCEMENT_FIELD, ASSIGNMENT_FIELD, COLLECTIONS, COUNTERPART_FIELD, CollectionSpec,
+        Identity, SHARED_FIELD,
     },
 };
 
@@ -288,6 +288,16 @@ impl Services {
                 .map(|a| (a.version, assignment_change(a)))
                 .collect(),
         );
+        let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
+        let announcements =
+            store::changed_announcements(&self.db, &member_cohorts, recipient, after, head, fetch)
+                .await?;
+        sources.push(
+            announcements
+                .iter()
+                .map(announcement_change)
+                .collect::<std::result::Result<_, sea_orm::DbErr>>()?,
+        );
         let evictions = store::evictions_since(&self.db, actor.user_id, after, head, fetch).await?;
         sources.push(
             evictions
@@ -380,10 +390,23 @@ impl Services {
             .into_iter()
             .map(|m| (m.user_id, m.cohort_id))
             .collect();
+        let announcements = store::changed_announcements(
+            &self.db,
+            &cohorts,
+            Some(actor.user_id),
+            -1,
+            i64::MAX,
+            store::UNLIMITED,
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "cohort_id")?)))
+        .collect::<std::result::Result<_, sea_orm::DbErr>>()?;
         Ok(PushContext {
             cohorts: cohorts.into_iter().collect(),
             assignments,
             members,
+            announcements,
         })
     }
 }
@@ -397,6 +420,8 @@ struct PushContext {
     assignments: HashMap<Uuid, Uuid>,
     /// (member, cohort) pairs of those cohorts.
     members: HashSet<(Uuid, Uuid)>,
+    /// Announcements in the caller's inbox, to their cohort.
+    announcements: HashMap<Uuid, Uuid>,
 }
 
 type Rejection = (&'static str, String);
@@ -460,14 +485,22 @@ fn apply_mutation(
                 "no such assignment in this cohort".into(),
             ));
         }
-        if spec.identity == Identity::PerAssignment
-            && record
-                .value(ASSIGNMENT_FIELD)
-                .as_str()
-                .is_some_and(|current| current != assignment.to_string())
-        {
-            return Err(("invalid_field", "assignment_id cannot change".into()));
+    }
+    if let Some(announcement) = fields.get(ANNOUNCEMENT_FIELD).and_then(Value::as_str) {
+        let announcement: Uuid = announcement.parse().unwrap_or_default();
+        if context.announcements.get(&announcement) != Some(&record.cohort_id) {
+            return Err((
+                "unknown_announcement",
+                "no such announcement in your inbox".into(),
+            ));
         }
+    }
+    if let Identity::Linked(link) = spec.identity
+        && let Some(new) = fields.get(link)
+        && !record.value(link).is_null()
+        && record.value(link) != new
+    {
+        return Err(("invalid_field", format!("{link} cannot change")));
     }
     if let Some(counterpart) = fields.get(COUNTERPART_FIELD).and_then(Value::as_str) {
         let counterpart: Uuid = counterpart.parse().unwrap_or_default();
@@ -556,19 +589,19 @@ fn new_record(
     }
     let expected = match spec.identity {
         Identity::ClientGenerated => None,
-        Identity::PerAssignment => {
-            let assignment = mutation
+        Identity::Linked(link) => {
+            let linked = mutation
                 .fields
-                .get(ASSIGNMENT_FIELD)
+                .get(link)
                 .and_then(Value::as_str)
                 .and_then(|text| text.parse().ok())
                 .ok_or_else(|| {
                     (
                         "missing_field",
-                        "assignment_work needs assignment_id".to_owned(),
+                        format!("a new {} record needs {link}", spec.name),
                     )
                 })?;
-            Some(schema::assignment_record_id(actor.user_id, assignment))
+            Some(schema::linked_record_id(spec.name, actor.user_id, linked))
         }
         Identity::PerCohort => Some(schema::cohort_record_id(
             spec.name,
@@ -764,6 +797,30 @@ async fn cohort_store_zones(
             .map(|cohort| (cohort.id, cohort.time_zone))
             .collect(),
     )
+}
+
+fn announcement_change(
+    row: &sea_orm::QueryResult,
+) -> std::result::Result<(i64, Change), sea_orm::DbErr> {
+    let version: i64 = row.try_get("", "version")?;
+    let publish_at: DateTime<Utc> = row.try_get("", "publish_at")?;
+    let cohort_id: Uuid = row.try_get("", "cohort_id")?;
+    Ok((
+        version,
+        read_only(
+            "announcements",
+            row.try_get("", "id")?,
+            version,
+            Some(cohort_id),
+            json!({
+                "author_id": row.try_get::<Uuid>("", "author_id")?,
+                "title": row.try_get::<String>("", "title")?,
+                "body": row.try_get::<String>("", "body")?,
+                "published_at": publish_at.to_rfc3339(),
+                "to_whole_cohort": row.try_get::<bool>("", "to_whole_cohort")?,
+            }),
+        ),
+    ))
 }
 
 fn change_rank(change: &Change) -> u8 {

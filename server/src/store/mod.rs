@@ -4,6 +4,7 @@
 //! one of its transactions alike.
 
 pub mod accounts;
+pub mod announcements;
 pub mod catalog;
 pub mod cohorts;
 pub mod entity;

@@ -245,6 +245,9 @@ fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<Store
             FieldType::Uuid => row
                 .try_get::<Option<Uuid>>("", field.name)?
                 .map(|id| Value::from(id.to_string())),
+            FieldType::Timestamp => row
+                .try_get::<Option<DateTime<Utc>>>("", field.name)?
+                .map(|at| Value::from(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
             FieldType::Json { .. } => row.try_get::<Option<Value>>("", field.name)?,
         };
         state.insert(
@@ -350,6 +353,11 @@ fn sql_value(ty: FieldType, value: &Value) -> SqlValue {
         FieldType::Uuid => value
             .as_str()
             .and_then(|text| Uuid::parse_str(text).ok())
+            .into(),
+        FieldType::Timestamp => value
+            .as_str()
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|at| at.with_timezone(&Utc))
             .into(),
         FieldType::Json { .. } => (!value.is_null()).then(|| value.clone()).into(),
     }
@@ -609,6 +617,53 @@ pub async fn changed_assignments(
         .limit(limit)
         .all(db)
         .await
+}
+
+/// Published announcements of `cohort_ids` changed in `(after, upto]` that reach `recipient`
+/// (or anyone, for staff), in version order.
+pub async fn changed_announcements(
+    db: &impl ConnectionTrait,
+    cohort_ids: &[Uuid],
+    recipient: Option<Uuid>,
+    after: i64,
+    upto: i64,
+    limit: u64,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let mut select = Query::select();
+    select
+        .columns([
+            "id",
+            "cohort_id",
+            "author_id",
+            "title",
+            "body",
+            "publish_at",
+            "to_whole_cohort",
+            "version",
+        ])
+        .from("announcements")
+        .and_where(Expr::col("cohort_id").is_in(cohort_ids.iter().copied()))
+        .and_where(Expr::col("status").eq("published"))
+        .and_where(Expr::col("version").gt(after))
+        .and_where(Expr::col("version").lte(upto))
+        .order_by("version", Order::Asc)
+        .limit(limit);
+    if let Some(user_id) = recipient {
+        select.cond_where(
+            Condition::any()
+                .add(Expr::col("to_whole_cohort").eq(true))
+                .add(
+                    Expr::col("id").in_subquery(
+                        Query::select()
+                            .column("announcement_id")
+                            .from("announcement_recipients")
+                            .and_where(Expr::col("user_id").eq(user_id))
+                            .to_owned(),
+                    ),
+                ),
+        );
+    }
+    db.query_all(&select).await
 }
 
 /// Assignments of some cohorts (to check the links of pushed records).

@@ -45,6 +45,16 @@ fn scoped_requests(
         ),
         (Method::GET, format!("/v1/cohorts/{cohort}/invites"), None),
         (
+            Method::POST,
+            format!("/v1/cohorts/{cohort}/announcements"),
+            Some(json!({ "title": "Indringer", "body": "Niet voor jou" })),
+        ),
+        (
+            Method::GET,
+            format!("/v1/cohorts/{cohort}/announcements"),
+            None,
+        ),
+        (
             Method::DELETE,
             format!("/v1/cohorts/{cohort}/invites/{invite}"),
             None,

@@ -2,6 +2,7 @@
 //! scenario runs on SQLite and on PostgreSQL (see `veldwerk_tests::db_test!`).
 
 mod accounts;
+mod announcements;
 mod cohorts;
 mod errors;
 mod fixtures;

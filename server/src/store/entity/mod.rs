@@ -3,6 +3,8 @@
 //! Relations are left out on purpose: the store writes its joins as explicit `IN` queries, which
 //! read the same on SQLite and PostgreSQL and keep each query's cost visible.
 
+pub mod announcement;
+pub mod announcement_recipient;
 pub mod cohort;
 pub mod cohort_assignment;
 pub mod cohort_day;
