@@ -108,6 +108,8 @@ pub struct Config {
     pub log_filter: String,
     /// Login, enrolment and device-link rate limits.
     pub rate_limit: RateLimitConfig,
+    /// Oldest app version (`1.4.0`) the sync endpoints serve; older apps get 426 and a message.
+    pub min_app_version: Option<String>,
     /// Days a deletion is kept for devices to sync it; devices offline longer re-sync fully.
     pub tombstone_retention_days: u64,
     /// Trust the first address of `X-Forwarded-For` as the client (only behind a proxy that sets it).
@@ -130,6 +132,7 @@ impl Default for Config {
             log_format: None,
             log_filter: "info,sqlx=warn".to_owned(),
             rate_limit: RateLimitConfig::default(),
+            min_app_version: None,
             tombstone_retention_days: 90,
             trust_forwarded_for: false,
         }
@@ -215,6 +218,9 @@ impl Config {
                 "RATE_LIMIT_PER_ADDRESS" => self.rate_limit.per_address = parse(name, value)?,
                 "RATE_LIMIT_PER_ACCOUNT" => self.rate_limit.per_account = parse(name, value)?,
                 "RATE_LIMIT_WINDOW_SECS" => self.rate_limit.window_secs = parse(name, value)?,
+                "MIN_APP_VERSION" => {
+                    self.min_app_version = Some(value.clone()).filter(|v| !v.is_empty())
+                }
                 "TOMBSTONE_RETENTION_DAYS" => self.tombstone_retention_days = parse(name, value)?,
                 "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,
                 // A typo in a variable name should not silently fall back to a default.

@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use uuid::Uuid;
 use veldwerk_sync_protocol::{
-    Change, Clock, Mutation, MutationResult, MutationStatus, PROTOCOL_HEADER, PROTOCOL_VERSION,
-    PullResponse, PushRequest, PushResponse, Record,
+    APP_VERSION_HEADER, Change, Clock, Mutation, MutationResult, MutationStatus, PROTOCOL_HEADER,
+    PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse, Record,
     merge::{self, DELETED, RecordState, Stamped},
 };
 
@@ -42,6 +42,8 @@ pub struct Device {
     pub cursor: Option<String>,
     /// Push at most this many mutations per request.
     pub batch_size: usize,
+    /// Sent as `Veldwerk-App-Version`.
+    pub app_version: String,
 }
 
 impl Device {
@@ -66,6 +68,7 @@ impl Device {
             rejected: Vec::new(),
             cursor: None,
             batch_size: 100,
+            app_version: "1.0.0".to_owned(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Device {
             .request(method, format!("{}{path}", self.address))
             .bearer_auth(&self.access_token)
             .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .header(APP_VERSION_HEADER, &self.app_version)
     }
 
     /// Sends one batch from the outbox without touching local state; the raw answer.

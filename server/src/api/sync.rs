@@ -18,7 +18,7 @@ use poem::{
 };
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use veldwerk_sync_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, PushRequest};
+use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, PushRequest};
 
 use super::error::{ApiError, error_response};
 use crate::service::{Actor, Error, Services, sync::ChangeNotice};
@@ -31,11 +31,23 @@ pub fn routes() -> Route {
         .at("/events", get(events))
 }
 
-/// Refuses clients that speak another protocol version, with a message the app can show.
-fn check_protocol(req: &Request) -> poem::Result<()> {
+/// Refuses clients that speak another protocol version, or apps older than the configured
+/// minimum, with a message the app can show.
+fn check_protocol(req: &Request, min_app_version: Option<&str>) -> poem::Result<()> {
     let sent = req.header(PROTOCOL_HEADER);
     if sent == Some(PROTOCOL_VERSION.to_string().as_str()) {
-        return Ok(());
+        let Some(minimum) = min_app_version else {
+            return Ok(());
+        };
+        let app = req.header(APP_VERSION_HEADER).unwrap_or("0");
+        if version_parts(app) >= version_parts(minimum) {
+            return Ok(());
+        }
+        return Err(reject(error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "app_update_required",
+            format!("this app version ({app}) is too old; please update to {minimum} or later"),
+        )));
     }
     let message = match sent {
         None => format!(
@@ -52,8 +64,21 @@ fn check_protocol(req: &Request) -> poem::Result<()> {
     )))
 }
 
+/// `1.10.2` as `[1, 10, 2]`, so versions compare numerically; anything unreadable counts as 0.
+fn version_parts(version: &str) -> Vec<u64> {
+    let mut parts: Vec<u64> = version
+        .split('.')
+        .map(|part| part.trim().parse().unwrap_or(0))
+        .collect();
+    // 1.4 and 1.4.0 are the same version.
+    while parts.last() == Some(&0) {
+        parts.pop();
+    }
+    parts
+}
+
 async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
-    check_protocol(req)?;
+    check_protocol(req, services.config().min_app_version.as_deref())?;
     let token = req
         .header("authorization")
         .and_then(|value| {
@@ -129,6 +154,17 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
 
 /// Server-sent events: `ready` once, then `poke` whenever something in the caller's scope
 /// changed. Pokes carry no data: the client pulls. Comments keep idle connections open.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn app_versions_compare_numerically() {
+        assert!(super::version_parts("1.10.0") > super::version_parts("1.9.3"));
+        assert!(super::version_parts("2") > super::version_parts("1.99"));
+        assert!(super::version_parts("1.4") < super::version_parts("1.4.1"));
+        assert_eq!(super::version_parts("1.4.0"), super::version_parts("1.4"));
+    }
+}
+
 #[handler]
 async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;

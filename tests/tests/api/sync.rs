@@ -409,6 +409,18 @@ db_test!(async fn unsupported_protocol_versions_get_426(app) {
     }
 });
 
+db_test!(async fn apps_older_than_the_minimum_version_are_asked_to_update(app) with |config| {
+    config.min_app_version = Some("2.1".into());
+}; {
+    let (mut phone, _, _) = phone(&app, "Sanne").await;
+    phone.app_version = "2.0.9".into();
+    let err = phone.pull().await.unwrap_err();
+    assert!(err.to_string().contains("426"), "{err}");
+    assert!(err.to_string().contains("app_update_required"), "{err}");
+    phone.app_version = "2.1.0".into();
+    phone.pull().await.unwrap();
+});
+
 db_test!(async fn malformed_pushes_and_cursors_get_clear_errors(app) {
     let (phone, _, _) = phone(&app, "Sanne").await;
     let send = |body: String| {
