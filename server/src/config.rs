@@ -56,6 +56,60 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How push notifications leave the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushMode {
+    /// Log and record what would be sent: the embedded default, no Firebase needed.
+    Log,
+    /// Send through Firebase Cloud Messaging (HTTP v1).
+    Fcm,
+}
+
+/// Push delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    pub mode: PushMode,
+    /// Path of the Firebase service-account key (JSON).
+    pub fcm_credentials_file: Option<PathBuf>,
+    /// The service-account key itself, for platforms that pass secrets as variables.
+    pub fcm_credentials_json: Option<Secret>,
+    /// FCM's address; tests point it at a local server.
+    pub fcm_base_url: String,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Ask FCM to validate without delivering (a dry run).
+    pub validate_only: bool,
+    /// Attempts per delivery before it counts as failed.
+    pub max_attempts: i32,
+    /// Default quiet hours, local `HH:MM`; devices may send their own.
+    pub quiet_hours_start: String,
+    pub quiet_hours_end: String,
+    /// Seconds between worker runs.
+    pub worker_interval_secs: u64,
+    /// Run the delivery worker in this process.
+    pub worker_enabled: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            mode: PushMode::Log,
+            fcm_credentials_file: None,
+            fcm_credentials_json: None,
+            fcm_base_url: "https://fcm.googleapis.com".to_owned(),
+            concurrency: 64,
+            validate_only: false,
+            max_attempts: 5,
+            quiet_hours_start: "21:00".to_owned(),
+            quiet_hours_end: "08:00".to_owned(),
+            worker_interval_secs: 5,
+            worker_enabled: true,
+        }
+    }
+}
+
 /// Limits on how often one client address or one account may try to log in or enrol.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,6 +162,8 @@ pub struct Config {
     pub log_filter: String,
     /// Login, enrolment and device-link rate limits.
     pub rate_limit: RateLimitConfig,
+    /// Push notifications.
+    pub push: PushConfig,
     /// Oldest app version (`1.4.0`) the sync endpoints serve; older apps get 426 and a message.
     pub min_app_version: Option<String>,
     /// Days a deletion is kept for devices to sync it; devices offline longer re-sync fully.
@@ -132,6 +188,7 @@ impl Default for Config {
             log_format: None,
             log_filter: "info,sqlx=warn".to_owned(),
             rate_limit: RateLimitConfig::default(),
+            push: PushConfig::default(),
             min_app_version: None,
             tombstone_retention_days: 90,
             trust_forwarded_for: false,
@@ -221,6 +278,27 @@ impl Config {
                 "MIN_APP_VERSION" => {
                     self.min_app_version = Some(value.clone()).filter(|v| !v.is_empty())
                 }
+                "PUSH_MODE" => {
+                    self.push.mode = match value.as_str() {
+                        "log" => PushMode::Log,
+                        "fcm" => PushMode::Fcm,
+                        _ => bail!("{name} must be `log` or `fcm`, not {value:?}"),
+                    }
+                }
+                "FCM_CREDENTIALS_FILE" => {
+                    self.push.fcm_credentials_file = Some(PathBuf::from(value))
+                }
+                "FCM_CREDENTIALS_JSON" => {
+                    self.push.fcm_credentials_json = Some(Secret::new(value.clone()))
+                }
+                "FCM_BASE_URL" => self.push.fcm_base_url = value.clone(),
+                "PUSH_CONCURRENCY" => self.push.concurrency = parse(name, value)?,
+                "PUSH_VALIDATE_ONLY" => self.push.validate_only = parse(name, value)?,
+                "PUSH_MAX_ATTEMPTS" => self.push.max_attempts = parse(name, value)?,
+                "QUIET_HOURS_START" => self.push.quiet_hours_start = value.clone(),
+                "QUIET_HOURS_END" => self.push.quiet_hours_end = value.clone(),
+                "PUSH_WORKER_INTERVAL_SECS" => self.push.worker_interval_secs = parse(name, value)?,
+                "PUSH_WORKER" => self.push.worker_enabled = parse(name, value)?,
                 "TOMBSTONE_RETENTION_DAYS" => self.tombstone_retention_days = parse(name, value)?,
                 "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,
                 // A typo in a variable name should not silently fall back to a default.
@@ -243,6 +321,19 @@ impl Config {
         }
         if self.jwt_secret.expose().len() < 32 {
             bail!("the JWT secret must be at least 32 characters long");
+        }
+        if self.push.mode == PushMode::Fcm
+            && self.push.fcm_credentials_file.is_none()
+            && self.push.fcm_credentials_json.is_none()
+        {
+            bail!(
+                "push mode fcm needs VELDWERK_FCM_CREDENTIALS_FILE or VELDWERK_FCM_CREDENTIALS_JSON"
+            );
+        }
+        for time in [&self.push.quiet_hours_start, &self.push.quiet_hours_end] {
+            if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
+                bail!("quiet hours are local times like 21:00, not {time:?}");
+            }
         }
         if self.rate_limit.window_secs == 0 {
             bail!("the rate limit window must be at least one second");

@@ -81,6 +81,12 @@ impl Application {
             Duration::from_secs(3_600),
             retention,
         ));
+        let push_worker = self.services.config().push.worker_enabled.then(|| {
+            let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
+            let interval =
+                Duration::from_secs(self.services.config().push.worker_interval_secs.max(1));
+            tokio::spawn(jobs::push::run(self.services.clone(), worker, interval))
+        });
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
         let served = Server::new_with_acceptor(acceptor)
@@ -92,6 +98,9 @@ impl Application {
             .await
             .context("The HTTP server failed");
         purger.abort();
+        if let Some(push_worker) = push_worker {
+            push_worker.abort();
+        }
         served
     }
 }

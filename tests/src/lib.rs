@@ -171,6 +171,8 @@ impl TestApp {
             jwt_secret: Secret::new("a-test-secret-that-is-long-enough-for-hs256"),
             ..Config::default()
         };
+        // Tests run the push worker's rounds themselves (`jobs::push::run_once`).
+        config.push.worker_enabled = false;
         configure(&mut config);
         let (server, address, services) = ServerProcess::start(config.clone()).await;
         Some(Self {

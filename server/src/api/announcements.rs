@@ -22,6 +22,32 @@ pub struct PublishAnnouncementRequest {
     /// Participants of the cohort to reach; leave out for the whole cohort.
     #[oai(default, validator(max_items = 500))]
     pub recipient_ids: Vec<Uuid>,
+    /// When to send it; leave out to send now. Cancel a scheduled one with DELETE.
+    pub publish_at: Option<DateTime<Utc>>,
+}
+
+/// Where a push message to one device stands.
+#[derive(Debug, Object)]
+pub struct DeliveryView {
+    pub user_device_id: Uuid,
+    /// `pending`, `sending`, `sent`, `failed`, `pruned` (the token is dead) or `unknown` (a
+    /// worker stopped mid-send; not resent to avoid a duplicate).
+    pub status: String,
+    pub attempts: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub error_code: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Push deliveries of an announcement, counted by status.
+#[derive(Debug, Object, Default)]
+pub struct DeliveryCounts {
+    pub pending: u32,
+    pub sent: u32,
+    pub failed: u32,
+    pub pruned: u32,
+    pub unknown: u32,
 }
 
 /// An announcement with who it reaches and who has read it.
@@ -32,15 +58,20 @@ pub struct AnnouncementView {
     pub author_id: Uuid,
     pub title: String,
     pub body: String,
-    /// `published`.
+    /// `scheduled`, `published` or `cancelled`.
     pub status: String,
-    pub published_at: DateTime<Utc>,
+    /// When it went (or goes) out.
+    pub publish_at: DateTime<Utc>,
     /// Whether it goes to every participant of the cohort.
     pub to_whole_cohort: bool,
     /// The participants it reaches.
     pub recipient_ids: Vec<Uuid>,
     /// The participants whose app synced a read receipt.
     pub read_by: Vec<Uuid>,
+    /// Push deliveries by status.
+    pub delivery_counts: DeliveryCounts,
+    /// Every push delivery, one per recipient device.
+    pub deliveries: Vec<DeliveryView>,
 }
 
 impl From<Announcement> for AnnouncementView {
@@ -53,17 +84,42 @@ impl From<Announcement> for AnnouncementView {
             title: announcement.title,
             body: announcement.body,
             status: announcement.status,
-            published_at: announcement.publish_at,
+            publish_at: announcement.publish_at,
             to_whole_cohort: announcement.to_whole_cohort,
             recipient_ids: view.recipients,
             read_by: view.read_by,
+            delivery_counts: {
+                let mut counts = DeliveryCounts::default();
+                for delivery in &view.deliveries {
+                    match delivery.status.as_str() {
+                        "sent" => counts.sent += 1,
+                        "failed" => counts.failed += 1,
+                        "pruned" => counts.pruned += 1,
+                        "unknown" => counts.unknown += 1,
+                        _ => counts.pending += 1,
+                    }
+                }
+                counts
+            },
+            deliveries: view
+                .deliveries
+                .into_iter()
+                .map(|delivery| DeliveryView {
+                    user_device_id: delivery.device_id,
+                    status: delivery.status,
+                    attempts: delivery.attempts,
+                    error_code: delivery.error_code,
+                    sent_at: delivery.sent_at,
+                })
+                .collect(),
         }
     }
 }
 
 #[derive(ApiResponse)]
 pub enum AnnouncementPublished {
-    /// Published: it is in the recipients' inbox at their next sync.
+    /// Published (in the recipients' inbox at their next sync, and pushed to their devices), or
+    /// scheduled.
     #[oai(status = 201)]
     Created(Json<AnnouncementView>),
 }
@@ -102,15 +158,37 @@ impl AnnouncementsApi {
                     title: body.title,
                     body: body.body,
                     recipient_ids: body.recipient_ids,
+                    publish_at: body.publish_at,
                 },
             )
             .await?;
         Ok(AnnouncementPublished::Created(Json(view.into())))
     }
 
+    /// Cancel a scheduled announcement
+    ///
+    /// Only before it goes out; cancelling twice succeeds.
+    #[oai(
+        path = "/cohorts/:id/announcements/:announcement_id",
+        method = "delete",
+        tag = "ApiTags::Announcements"
+    )]
+    async fn cancel(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        announcement_id: Path<Uuid>,
+    ) -> Result<super::NoContent> {
+        self.services
+            .cancel_announcement(&auth.0, id.0, announcement_id.0)
+            .await?;
+        Ok(super::NoContent::Done)
+    }
+
     /// List a cohort's announcements
     ///
-    /// Newest first, with recipients and who has read each. Admins and the cohort's trainers.
+    /// Newest first, with recipients, who has read each, and the push delivery to every device.
+    /// Admins and the cohort's trainers.
     #[oai(
         path = "/cohorts/:id/announcements",
         method = "get",

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cohorts;
 pub mod error;
+pub mod push;
 pub mod sync;
 
 use poem::{
@@ -41,6 +42,8 @@ pub enum ApiTags {
     Invites,
     /// Messages from trainers to their cohort.
     Announcements,
+    /// Push registration, reminder rules and plans.
+    Push,
 }
 
 /// An empty success.
@@ -56,6 +59,7 @@ type Apis = (
     catalog::CatalogApi,
     cohorts::CohortsApi,
     announcements::AnnouncementsApi,
+    push::PushApi,
 );
 
 /// The OpenAPI service with every operation; also used to print the spec.
@@ -70,7 +74,10 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         cohorts::CohortsApi {
             services: services.clone(),
         },
-        announcements::AnnouncementsApi { services },
+        announcements::AnnouncementsApi {
+            services: services.clone(),
+        },
+        push::PushApi { services },
     );
     OpenApiService::new(apis, "Veldwerk API", env!("CARGO_PKG_VERSION"))
         .description(

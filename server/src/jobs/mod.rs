@@ -1,4 +1,5 @@
 //! Background jobs. Each is a loop around a public `run_once`, which tests call directly
 //! instead of waiting for the loop.
 
+pub mod push;
 pub mod tombstones;

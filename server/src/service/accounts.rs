@@ -18,6 +18,7 @@ use super::{
 use crate::store::{
     accounts as store, catalog, cohorts,
     entity::{cohort_member, device, device_link_code, refresh_token, user},
+    push as push_store,
 };
 
 /// Lifetime of a code that links a second device to an account.
@@ -142,6 +143,7 @@ impl Services {
             let device = store::find_device(&self.db, token.device_id).await?;
             if let Some(device) = device {
                 store::revoke_device(&self.db, device.user_id, device.id, now).await?;
+                push_store::delete_push_device(&self.db, device.id).await?;
             }
             Ok::<_, Error>(())
         }
@@ -233,6 +235,7 @@ impl Services {
             .start_session(&txn, participant, device_name.unwrap_or("phone"))
             .await?;
         txn.commit().await?;
+        self.plan_reminders(cohort.id).await?;
         Ok(session)
     }
 
@@ -290,6 +293,7 @@ impl Services {
     /// Ends the caller's session on this device.
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
         store::revoke_device(&self.db, actor.user_id, actor.device_id, Utc::now()).await?;
+        push_store::delete_push_device(&self.db, actor.device_id).await?;
         Ok(())
     }
 
@@ -308,6 +312,7 @@ impl Services {
     /// Revokes one of the caller's own devices.
     pub async fn revoke_device(&self, actor: &Actor, device_id: Uuid) -> Result<()> {
         if store::revoke_device(&self.db, actor.user_id, device_id, Utc::now()).await? {
+            push_store::delete_push_device(&self.db, device_id).await?;
             return Ok(());
         }
         // Already revoked is fine (idempotent); another user's device is not found.

@@ -2,12 +2,16 @@
 //! each recipient's synced inbox (the read-only `announcements` collection); participants sync a
 //! read receipt (`announcement_reads`) when they open it.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::{Actor, Error, Result, Role, Services, accounts::required_text};
-use crate::store::{announcements as store, cohorts as cohort_store, entity::announcement, sync};
+use crate::store::{
+    announcements as store, cohorts as cohort_store,
+    entity::{announcement, notification},
+    push as push_store, sync,
+};
 
 /// A new announcement.
 #[derive(Debug)]
@@ -16,6 +20,8 @@ pub struct NewAnnouncement {
     pub body: String,
     /// Participants to reach; empty means the whole cohort.
     pub recipient_ids: Vec<Uuid>,
+    /// When to send it; now when absent or past.
+    pub publish_at: Option<DateTime<Utc>>,
 }
 
 /// An announcement with who it reaches and who read it.
@@ -26,13 +32,15 @@ pub struct AnnouncementView {
     pub recipients: Vec<Uuid>,
     /// Participants who synced a read receipt.
     pub read_by: Vec<Uuid>,
+    /// Push deliveries to the recipients' devices.
+    pub deliveries: Vec<crate::store::entity::delivery::Model>,
 }
 
 /// Longest announcement body, in characters.
 pub const MAX_BODY_CHARS: usize = 5_000;
 
 impl Services {
-    /// Publishes an announcement now (admins and the cohort's trainers).
+    /// Publishes an announcement now, or schedules it (admins and the cohort's trainers).
     #[tracing::instrument(skip_all, fields(user.id = %actor.user_id, cohort.id = %cohort_id))]
     pub async fn publish_announcement(
         &self,
@@ -62,8 +70,7 @@ impl Services {
         }
         let to_whole_cohort = recipients.is_empty();
         let now = Utc::now();
-        let txn = self.db.begin().await?;
-        let version = sync::next_version(&txn).await?;
+        let scheduled = new.publish_at.is_some_and(|at| at > now);
         let announcement = announcement::Model {
             id: Uuid::now_v7(),
             cohort_id,
@@ -71,24 +78,117 @@ impl Services {
             title,
             body,
             to_whole_cohort,
-            status: "published".into(),
-            publish_at: now,
+            status: if scheduled { "scheduled" } else { "published" }.into(),
+            publish_at: new.publish_at.filter(|_| scheduled).unwrap_or(now),
             created_at: now,
-            version,
+            version: 0,
         };
-        store::insert_announcement(&txn, announcement.clone(), &recipients).await?;
-        txn.commit().await?;
         let reached = if to_whole_cohort {
             participants
         } else {
-            recipients
+            recipients.clone()
         };
-        self.notify_change(&[], &reached);
+        let txn = self.db.begin().await?;
+        store::insert_announcement(&txn, announcement.clone(), &recipients).await?;
+        let announcement = if scheduled {
+            announcement
+        } else {
+            self.publish_in(&txn, announcement, &reached, now).await?
+        };
+        txn.commit().await?;
+        if !scheduled {
+            self.notify_change(&[], &reached);
+        }
         Ok(AnnouncementView {
             announcement,
             recipients: reached,
             read_by: Vec::new(),
+            deliveries: Vec::new(),
         })
+    }
+
+    /// Puts an announcement in the inboxes (a sync version) and queues a push notification for
+    /// each recipient.
+    async fn publish_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        mut announcement: announcement::Model,
+        recipients: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<announcement::Model> {
+        let version = sync::next_version(txn).await?;
+        store::mark_published(txn, announcement.id, version).await?;
+        announcement.status = "published".into();
+        announcement.version = version;
+        let notifications = recipients
+            .iter()
+            .map(|user_id| notification::Model {
+                id: Uuid::now_v7(),
+                dedupe_key: format!("announcement:{}:{user_id}", announcement.id),
+                kind: "announcement".into(),
+                user_id: *user_id,
+                cohort_id: announcement.cohort_id,
+                assignment_id: None,
+                announcement_id: Some(announcement.id),
+                due_at: now,
+                status: "pending".into(),
+                status_reason: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .collect();
+        push_store::insert_notifications(txn, notifications).await?;
+        Ok(announcement)
+    }
+
+    /// Publishes scheduled announcements whose time has come; returns how many.
+    pub async fn publish_due_announcements(&self, now: DateTime<Utc>) -> Result<usize> {
+        let due = store::due_scheduled(&self.db, now).await?;
+        for announcement in &due {
+            let participants = self.cohort_participants(announcement.cohort_id).await?;
+            let recipients = if announcement.to_whole_cohort {
+                participants
+            } else {
+                store::recipients_of(&self.db, &[announcement.id])
+                    .await?
+                    .remove(&announcement.id)
+                    .unwrap_or_default()
+            };
+            let txn = self.db.begin().await?;
+            // Claimed by the status change: a second worker finds it taken already.
+            if !store::claim_scheduled(&txn, announcement.id).await? {
+                txn.rollback().await?;
+                continue;
+            }
+            self.publish_in(&txn, announcement.clone(), &recipients, now)
+                .await?;
+            txn.commit().await?;
+            self.notify_change(&[], &recipients);
+        }
+        Ok(due.len())
+    }
+
+    /// Cancels a scheduled announcement before it goes out.
+    pub async fn cancel_announcement(
+        &self,
+        actor: &Actor,
+        cohort_id: Uuid,
+        announcement_id: Uuid,
+    ) -> Result<()> {
+        self.managed_cohort(actor, cohort_id).await?;
+        let announcement = store::find_announcements(&self.db, &[announcement_id])
+            .await?
+            .into_iter()
+            .find(|a| a.cohort_id == cohort_id)
+            .ok_or(Error::NotFound("announcement"))?;
+        match announcement.status.as_str() {
+            "cancelled" => Ok(()),
+            "scheduled" if store::cancel_scheduled(&self.db, announcement_id).await? => Ok(()),
+            _ => Err(Error::conflict(
+                "already_published",
+                "this announcement has gone out and cannot be cancelled",
+            )),
+        }
     }
 
     /// A cohort's announcements with their recipients and readers (admins and the cohort's
@@ -104,9 +204,22 @@ impl Services {
         let mut targeted = store::recipients_of(&self.db, &ids).await?;
         let mut readers = store::readers_of(&self.db, &ids).await?;
         let participants = self.cohort_participants(cohort_id).await?;
+        let notifications = push_store::announcement_notifications(&self.db, &ids).await?;
+        let announcement_of: std::collections::HashMap<Uuid, Uuid> = notifications
+            .iter()
+            .filter_map(|n| Some((n.id, n.announcement_id?)))
+            .collect();
+        let notification_ids: Vec<Uuid> = notifications.iter().map(|n| n.id).collect();
+        let mut deliveries: std::collections::HashMap<Uuid, Vec<_>> = Default::default();
+        for delivery in push_store::deliveries_of(&self.db, &notification_ids).await? {
+            if let Some(announcement) = announcement_of.get(&delivery.notification_id) {
+                deliveries.entry(*announcement).or_default().push(delivery);
+            }
+        }
         Ok(announcements
             .into_iter()
             .map(|announcement| AnnouncementView {
+                deliveries: deliveries.remove(&announcement.id).unwrap_or_default(),
                 recipients: if announcement.to_whole_cohort {
                     participants.clone()
                 } else {

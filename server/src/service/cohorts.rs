@@ -175,6 +175,7 @@ impl Services {
         sync::stamp_cohort(&txn, cohort_id, version).await?;
         txn.commit().await?;
         self.notify_change(&[cohort_id], &trainers);
+        self.plan_reminders(cohort_id).await?;
         Ok(cohort)
     }
 
@@ -249,6 +250,8 @@ impl Services {
         sync::stamp_cohort(&txn, id, version).await?;
         txn.commit().await?;
         self.notify_change(&[id], &[]);
+        // Reminders follow the schedule.
+        self.plan_reminders(id).await?;
         Ok(current)
     }
 

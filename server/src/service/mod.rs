@@ -9,6 +9,7 @@ pub mod cohorts;
 pub mod demo;
 pub mod error;
 pub mod password;
+pub mod push;
 pub mod rate_limit;
 pub mod schedule;
 pub mod sync;
@@ -23,7 +24,41 @@ pub use self::{
     error::{Error, Result},
 };
 use self::{rate_limit::RateLimiter, tokens::TokenIssuer};
-use crate::config::Config;
+use crate::{
+    config::{Config, PushMode},
+    push::{
+        LogSender, PushSender,
+        fcm::{FcmClient, FcmSettings, ServiceAccountKey},
+    },
+};
+
+/// The sender the configuration asks for.
+fn push_sender(config: &Config) -> anyhow::Result<Arc<dyn PushSender>> {
+    use anyhow::Context;
+    match config.push.mode {
+        PushMode::Log => Ok(Arc::new(LogSender)),
+        PushMode::Fcm => {
+            let json = match (
+                &config.push.fcm_credentials_json,
+                &config.push.fcm_credentials_file,
+            ) {
+                (Some(json), _) => json.expose().to_owned(),
+                (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
+                    format!("Failed to read the FCM key file {}", path.display())
+                })?,
+                (None, None) => anyhow::bail!("push mode fcm needs a service-account key"),
+            };
+            let key = ServiceAccountKey::from_json(&json)?;
+            let settings = FcmSettings {
+                base_url: config.push.fcm_base_url.clone(),
+                concurrency: config.push.concurrency,
+                validate_only: config.push.validate_only,
+                request_timeout: Duration::from_secs(30),
+            };
+            Ok(Arc::new(FcmClient::new(key, settings)?))
+        }
+    }
+}
 
 /// Everything the use cases need, cheap to clone into each request.
 #[derive(Clone)]
@@ -37,10 +72,33 @@ pub struct Services {
     changes: tokio::sync::broadcast::Sender<Arc<sync::ChangeNotice>>,
     /// The server's hybrid logical clock, returned to devices so theirs move past it.
     clock: Arc<std::sync::Mutex<veldwerk_sync_protocol::Clock>>,
+    /// Where push messages go: FCM, or the log.
+    sender: Arc<dyn PushSender>,
+    /// Whether sending is paused after a credential failure.
+    pub(crate) push_health: Arc<std::sync::Mutex<PushHealth>>,
+}
+
+/// Sending stops while the push credentials are broken, and ops hears about it once.
+#[derive(Debug, Default)]
+pub struct PushHealth {
+    /// No sending before this instant.
+    pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Consecutive credential failures (for the backoff), 0 when healthy.
+    pub auth_failures: u32,
 }
 
 impl Services {
     pub fn new(db: DatabaseConnection, config: Config) -> anyhow::Result<Self> {
+        let sender = push_sender(&config)?;
+        Self::with_sender(db, config, sender)
+    }
+
+    /// Like [`Services::new`] with a given push sender.
+    pub fn with_sender(
+        db: DatabaseConnection,
+        config: Config,
+        sender: Arc<dyn PushSender>,
+    ) -> anyhow::Result<Self> {
         let tokens = TokenIssuer::new(
             config.jwt_secret.expose().as_bytes(),
             config.access_token_ttl(),
@@ -53,6 +111,8 @@ impl Services {
             clock: Arc::new(std::sync::Mutex::new(veldwerk_sync_protocol::Clock::new(
                 "server",
             ))),
+            sender,
+            push_health: Arc::default(),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
@@ -62,6 +122,11 @@ impl Services {
     /// The database pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The push sender in use.
+    pub fn sender(&self) -> &dyn PushSender {
+        self.sender.as_ref()
     }
 
     /// The configuration the services run with.

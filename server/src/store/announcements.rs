@@ -33,6 +33,65 @@ pub async fn insert_announcement(
     Ok(())
 }
 
+pub async fn find_announcements(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<announcement::Model>, DbErr> {
+    announcement::Entity::find()
+        .filter(announcement::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await
+}
+
+/// Scheduled announcements whose time has come.
+pub async fn due_scheduled(
+    db: &impl ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<announcement::Model>, DbErr> {
+    announcement::Entity::find()
+        .filter(announcement::Column::Status.eq("scheduled"))
+        .filter(announcement::Column::PublishAt.lte(now))
+        .all(db)
+        .await
+}
+
+/// Takes a scheduled announcement for publishing; false if another worker took it first or it
+/// was cancelled.
+pub async fn claim_scheduled(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let result = announcement::Entity::update_many()
+        .col_expr(announcement::Column::Status, Expr::value("publishing"))
+        .filter(announcement::Column::Id.eq(id))
+        .filter(announcement::Column::Status.eq("scheduled"))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn mark_published(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    version: i64,
+) -> Result<(), DbErr> {
+    announcement::Entity::update_many()
+        .col_expr(announcement::Column::Status, Expr::value("published"))
+        .col_expr(announcement::Column::Version, Expr::value(version))
+        .filter(announcement::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
+/// Cancels a scheduled announcement; false if it is no longer scheduled.
+pub async fn cancel_scheduled(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let result = announcement::Entity::update_many()
+        .col_expr(announcement::Column::Status, Expr::value("cancelled"))
+        .filter(announcement::Column::Id.eq(id))
+        .filter(announcement::Column::Status.eq("scheduled"))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// A cohort's announcements, newest first.
 pub async fn list_announcements(
     db: &impl ConnectionTrait,

@@ -8,6 +8,7 @@ pub mod announcements;
 pub mod catalog;
 pub mod cohorts;
 pub mod entity;
+pub mod push;
 pub mod sync;
 
 use std::time::Duration;

@@ -1,0 +1,259 @@
+//! The push worker: publishes scheduled announcements, turns due notifications into
+//! deliveries, and sends deliveries, each at most once.
+//!
+//! Deliveries are leased with `FOR UPDATE SKIP LOCKED` (on PostgreSQL), so workers on several
+//! replicas share the work and never take the same row; a worker that dies before sending loses
+//! its lease and another takes the rows over. Right before sending, rows are marked `sending`;
+//! a worker that dies mid-send leaves them so, and they become `unknown` instead of being sent
+//! again: nobody gets a reminder twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, stream};
+use uuid::Uuid;
+
+use crate::{
+    push::{Alert, Message, SendOutcome, Urgency},
+    service::{Result, Services},
+    store::{
+        entity::delivery,
+        push::{self as store, DeliveryUpdate},
+    },
+};
+
+/// Deliveries leased per round.
+const CLAIM_BATCH: u64 = 1_000;
+/// How long a lease lasts: a worker that has not finished by then is presumed dead.
+const LEASE: Duration = Duration::from_secs(120);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub published: usize,
+    pub dispatched: usize,
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+    pub pruned: usize,
+    /// Deliveries found mid-send after a worker died.
+    pub unknown: u64,
+    /// Whether sending is paused because the credentials failed.
+    pub paused: bool,
+}
+
+/// One round of the worker. Tests call this directly instead of waiting for [`run`].
+pub async fn run_once(services: &Services, worker: &str) -> Result<Outcome> {
+    run_once_at(services, worker, Utc::now()).await
+}
+
+/// [`run_once`] as if it were `now` (for tests of scheduled sends).
+pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) -> Result<Outcome> {
+    let mut outcome = Outcome {
+        unknown: store::reap_interrupted(services.db(), now).await?,
+        published: services.publish_due_announcements(now).await?,
+        ..Outcome::default()
+    };
+    loop {
+        let handled = services.dispatch_due(now).await?;
+        outcome.dispatched += handled;
+        if handled == 0 {
+            break;
+        }
+    }
+    if services.push_paused(now) {
+        outcome.paused = true;
+        return Ok(outcome);
+    }
+    let concurrency = services.config().push.concurrency.max(1);
+    loop {
+        let lease_until = now + LEASE;
+        let claimed =
+            store::claim_deliveries(services.db(), worker, now, lease_until, CLAIM_BATCH).await?;
+        if claimed.is_empty() {
+            break;
+        }
+        let total = claimed.len() as u64;
+        for chunk in claimed.chunks(concurrency) {
+            if services.push_paused(Utc::now()) {
+                // Credentials broke mid-round: hand the rest back untouched.
+                for delivery in chunk {
+                    release(services, delivery, now).await?;
+                }
+                outcome.paused = true;
+                continue;
+            }
+            let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
+            store::mark_sending(services.db(), &ids, worker).await?;
+            // Owned rows: a borrowed stream here trips the compiler's higher-ranked lifetime
+            // check when the worker is spawned.
+            let results: Vec<(delivery::Model, SendOutcome)> = stream::iter(chunk.to_vec())
+                .map(|delivery| async move {
+                    let result = send(services, &delivery).await;
+                    (delivery, result)
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            for (delivery, result) in results {
+                record(services, &delivery, result, &mut outcome).await?;
+            }
+        }
+        if outcome.paused || total < CLAIM_BATCH {
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Runs [`run_once`] every `interval` until the task is dropped.
+pub async fn run(services: Services, worker: String, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = run_once(&services, &worker).await {
+            tracing::error!(error = %err, "push worker round failed");
+        }
+    }
+}
+
+async fn send(services: &Services, delivery: &delivery::Model) -> SendOutcome {
+    let data = serde_json::from_value(delivery.data.clone()).unwrap_or_default();
+    let urgency = if delivery.data["kind"] == "announcement" {
+        Urgency::High
+    } else {
+        Urgency::Normal
+    };
+    let alert = Alert {
+        title: delivery.title.clone(),
+        body: delivery.body.clone(),
+        data,
+        // One occasion, one visible notification, even if a message were repeated.
+        collapse_id: delivery.notification_id.simple().to_string(),
+        urgency,
+        ttl: Duration::from_secs(2 * 86_400),
+    };
+    let message = Message::alert(&delivery.token, &alert, Utc::now().timestamp());
+    services.sender().send(&message).await
+}
+
+async fn release(
+    services: &Services,
+    delivery: &delivery::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    store::record_delivery(
+        services.db(),
+        &DeliveryUpdate {
+            id: delivery.id,
+            status: "pending",
+            attempts: delivery.attempts,
+            next_attempt_at: now,
+            error_code: delivery.error_code.clone(),
+            error_message: delivery.error_message.clone(),
+            message_id: None,
+            sent_at: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record(
+    services: &Services,
+    delivery: &delivery::Model,
+    result: SendOutcome,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let now = Utc::now();
+    let attempts = delivery.attempts + 1;
+    let mut update = DeliveryUpdate {
+        id: delivery.id,
+        status: "sent",
+        attempts,
+        next_attempt_at: now,
+        error_code: None,
+        error_message: None,
+        message_id: None,
+        sent_at: None,
+    };
+    match result {
+        SendOutcome::Sent { message_id } => {
+            services.push_recovered();
+            update.message_id = Some(message_id);
+            update.sent_at = Some(now);
+            outcome.sent += 1;
+        }
+        SendOutcome::TokenInvalid { code, message } => {
+            update.status = "pruned";
+            store::deactivate_token(services.db(), &delivery.token, &code, now).await?;
+            store::prune_token_deliveries(services.db(), &delivery.token, &code).await?;
+            tracing::info!(device.id = %delivery.device_id, %code, "push token is dead; device deactivated");
+            (update.error_code, update.error_message) = (Some(code), Some(message));
+            outcome.pruned += 1;
+        }
+        SendOutcome::Retry {
+            code,
+            message,
+            after,
+        } => {
+            if attempts >= services.config().push.max_attempts {
+                update.status = "failed";
+                outcome.failed += 1;
+            } else {
+                update.status = "pending";
+                update.next_attempt_at = now + to_chrono(after.unwrap_or(backoff(attempts)));
+                outcome.retried += 1;
+            }
+            (update.error_code, update.error_message) = (Some(code), Some(message));
+        }
+        SendOutcome::AuthFailure { code, message } => {
+            // Not this message's fault: it waits, unattempted, until the credentials work.
+            let until = services.push_auth_failed(&code, &message, now);
+            update.status = "pending";
+            update.attempts = delivery.attempts;
+            update.next_attempt_at = until;
+            (update.error_code, update.error_message) = (Some(code), Some(message));
+            outcome.paused = true;
+        }
+        SendOutcome::Failed { code, message } => {
+            update.status = "failed";
+            tracing::warn!(delivery.id = %delivery.id, %code, "push message refused for good");
+            (update.error_code, update.error_message) = (Some(code), Some(message));
+            outcome.failed += 1;
+        }
+    }
+    store::record_delivery(services.db(), &update).await?;
+    Ok(())
+}
+
+/// Exponential backoff with jitter: about 2^attempts seconds, between half and all of it.
+fn backoff(attempts: i32) -> Duration {
+    let exponent = u32::try_from(attempts.clamp(0, 12)).unwrap_or(12);
+    let full = Duration::from_secs(2u64.pow(exponent)).min(MAX_BACKOFF);
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    full.mul_f64(0.5 + f64::from(byte[0]) / 510.0)
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::hours(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for attempts in 1..6 {
+            let full = Duration::from_secs(2u64.pow(attempts as u32));
+            let wait = backoff(attempts);
+            assert!(wait >= full / 2 && wait <= full, "{attempts}: {wait:?}");
+        }
+        assert!(backoff(40) <= MAX_BACKOFF);
+    }
+}
