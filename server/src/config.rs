@@ -99,7 +99,7 @@ impl Default for PushConfig {
             fcm_credentials_file: None,
             fcm_credentials_json: None,
             fcm_base_url: "https://fcm.googleapis.com".to_owned(),
-            concurrency: 64,
+            concurrency: 200,
             validate_only: false,
             max_attempts: 5,
             quiet_hours_start: "21:00".to_owned(),

@@ -16,6 +16,7 @@ use veldwerk_server::{Application, Config, config::Secret};
 pub use veldwerk_server;
 
 pub mod client;
+pub mod fcm_mock;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";
@@ -72,6 +73,47 @@ macro_rules! db_test {
             }
         }
     };
+}
+
+/// Like [`db_test!`], with a local FCM server that the app sends through (push mode `fcm`).
+#[macro_export]
+macro_rules! fcm_test {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident, $fcm:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::TestApp, $fcm: $crate::fcm_mock::MockFcm) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run_with_fcm($crate::Backend::Sqlite, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::run_with_fcm($crate::Backend::Postgres, scenario).await;
+            }
+        }
+    };
+}
+
+/// Starts a local FCM server, then the app configured to send through it, and runs `scenario`.
+pub async fn run_with_fcm<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(TestApp, fcm_mock::MockFcm) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let fcm = fcm_mock::MockFcm::start().await;
+    let key = fcm.service_account_json();
+    let url = fcm.url.clone();
+    let configure = move |config: &mut Config| {
+        config.push.mode = veldwerk_server::config::PushMode::Fcm;
+        config.push.fcm_credentials_json = Some(Secret::new(key));
+        config.push.fcm_base_url = url;
+    };
+    run_scenario(backend, configure, |app| scenario(app, fcm)).await;
 }
 
 /// Starts the server on `backend` (skipping PostgreSQL when not configured) and runs `scenario`.

@@ -77,7 +77,7 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
         }
         let total = claimed.len() as u64;
         for chunk in claimed.chunks(concurrency) {
-            if services.push_paused(Utc::now()) {
+            if services.push_paused(now) {
                 // Credentials broke mid-round: hand the rest back untouched.
                 for delivery in chunk {
                     release(services, delivery, now).await?;
@@ -97,9 +97,12 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
+            // One transaction per chunk: one commit (and, on SQLite, one sync) for all outcomes.
+            let txn = crate::store::begin_write(services.db()).await?;
             for (delivery, result) in results {
-                record(services, &delivery, result, &mut outcome).await?;
+                record(services, &txn, &delivery, result, &mut outcome).await?;
             }
+            txn.commit().await?;
         }
         if outcome.paused || total < CLAIM_BATCH {
             break;
@@ -164,6 +167,7 @@ async fn release(
 
 async fn record(
     services: &Services,
+    txn: &sea_orm::DatabaseTransaction,
     delivery: &delivery::Model,
     result: SendOutcome,
     outcome: &mut Outcome,
@@ -189,8 +193,8 @@ async fn record(
         }
         SendOutcome::TokenInvalid { code, message } => {
             update.status = "pruned";
-            store::deactivate_token(services.db(), &delivery.token, &code, now).await?;
-            store::prune_token_deliveries(services.db(), &delivery.token, &code).await?;
+            store::deactivate_token(txn, &delivery.token, &code, now).await?;
+            store::prune_token_deliveries(txn, &delivery.token, &code).await?;
             tracing::info!(device.id = %delivery.device_id, %code, "push token is dead; device deactivated");
             (update.error_code, update.error_message) = (Some(code), Some(message));
             outcome.pruned += 1;
@@ -226,7 +230,7 @@ async fn record(
             outcome.failed += 1;
         }
     }
-    store::record_delivery(services.db(), &update).await?;
+    store::record_delivery(txn, &update).await?;
     Ok(())
 }
 

@@ -62,10 +62,17 @@ pub struct FcmSettings {
     pub request_timeout: Duration,
 }
 
-struct CachedToken {
-    value: String,
-    refresh_at: Instant,
+/// The token cache: a valid token, or the last failure to get one.
+#[derive(Default)]
+struct TokenCache {
+    token: Option<(String, Instant)>,
+    /// A refused exchange is not repeated for every waiting message: they all get this answer
+    /// until it is a little old.
+    failure: Option<(SendOutcome, Instant)>,
 }
+
+/// How long a failed token exchange is answered from the cache.
+const FAILURE_MEMORY: Duration = Duration::from_secs(1);
 
 /// The FCM client. Cheap to share: one HTTP client (HTTP/2 to FCM) and one token cache.
 pub struct FcmClient {
@@ -74,7 +81,7 @@ pub struct FcmClient {
     settings: FcmSettings,
     http: reqwest::Client,
     /// One refresh in flight at a time: senders wait on this lock while it refreshes.
-    token: Mutex<Option<CachedToken>>,
+    token: Mutex<TokenCache>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -123,26 +130,37 @@ impl FcmClient {
             signing_key,
             settings,
             http,
-            token: Mutex::new(None),
+            token: Mutex::new(TokenCache::default()),
         })
     }
 
     /// A valid access token, from the cache or freshly exchanged.
     async fn access_token(&self) -> Result<String, SendOutcome> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref()
-            && Instant::now() < token.refresh_at
+        let mut cache = self.token.lock().await;
+        let now = Instant::now();
+        if let Some((token, refresh_at)) = &cache.token
+            && now < *refresh_at
         {
-            return Ok(token.value.clone());
+            return Ok(token.clone());
         }
-        let fresh = self.exchange_assertion().await?;
-        let value = fresh.access_token.clone();
-        let lifetime = Duration::from_secs(fresh.expires_in);
-        *cached = Some(CachedToken {
-            value: fresh.access_token,
-            refresh_at: Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN),
-        });
-        Ok(value)
+        if let Some((failure, at)) = &cache.failure
+            && now.duration_since(*at) < FAILURE_MEMORY
+        {
+            return Err(failure.clone());
+        }
+        match self.exchange_assertion().await {
+            Ok(fresh) => {
+                let lifetime = Duration::from_secs(fresh.expires_in);
+                let refresh_at = Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN);
+                cache.token = Some((fresh.access_token.clone(), refresh_at));
+                cache.failure = None;
+                Ok(fresh.access_token)
+            }
+            Err(failure) => {
+                cache.failure = Some((failure.clone(), Instant::now()));
+                Err(failure)
+            }
+        }
     }
 
     async fn exchange_assertion(&self) -> Result<TokenResponse, SendOutcome> {
@@ -262,7 +280,7 @@ impl FcmClient {
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
             // The cached token may have been revoked early: fetch a new one next time.
-            *self.token.lock().await = None;
+            self.token.lock().await.token = None;
         }
         classify(status.as_u16(), &text, retry_after)
     }

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::{
@@ -90,7 +90,7 @@ impl Services {
                 "the email or password is wrong",
             ));
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let session = self
             .start_session(&txn, user, device_name.unwrap_or("web"))
             .await?;
@@ -126,7 +126,7 @@ impl Services {
             .await?
             .ok_or_else(invalid)?;
 
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         if !store::claim_refresh_token(&txn, token.id, now).await? {
             // A concurrent refresh with the same token won the race: that is reuse too.
             txn.rollback().await?;
@@ -212,7 +212,7 @@ impl Services {
             display_name,
             created_at: now,
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         store::insert_user(&txn, participant.clone()).await?;
         if !cohorts::claim_invite(&txn, invite.id, participant.id, now).await? {
             txn.rollback().await?;
@@ -278,7 +278,7 @@ impl Services {
         let user = store::find_user(&self.db, link.user_id)
             .await?
             .ok_or_else(unusable)?;
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         if !store::claim_link_code(&txn, link.id, now).await? {
             txn.rollback().await?;
             return Err(unusable());

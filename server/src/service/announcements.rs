@@ -3,7 +3,6 @@
 //! read receipt (`announcement_reads`) when they open it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::{Actor, Error, Result, Role, Services, accounts::required_text};
@@ -88,7 +87,7 @@ impl Services {
         } else {
             recipients.clone()
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         store::insert_announcement(&txn, announcement.clone(), &recipients).await?;
         let announcement = if scheduled {
             announcement
@@ -154,7 +153,7 @@ impl Services {
                     .remove(&announcement.id)
                     .unwrap_or_default()
             };
-            let txn = self.db.begin().await?;
+            let txn = crate::store::begin_write(&self.db).await?;
             // Claimed by the status change: a second worker finds it taken already.
             if !store::claim_scheduled(&txn, announcement.id).await? {
                 txn.rollback().await?;

@@ -167,7 +167,7 @@ impl Services {
             days,
             assignments,
         };
-        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let trainers: Vec<Uuid> = members.iter().map(|member| member.user_id).collect();
         store::insert_cohort(&txn, cohort.clone(), members).await?;
         // Devices receive the cohort, its days and assignments read-only through sync.
@@ -244,7 +244,7 @@ impl Services {
             }
         }
         validate_days(&current.days)?;
-        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         store::update_schedule(&txn, id, &current.cohort.time_zone, &current.days).await?;
         let version = sync::next_version(&txn).await?;
         sync::stamp_cohort(&txn, id, version).await?;
@@ -292,7 +292,7 @@ impl Services {
         {
             return Ok(());
         }
-        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         store::insert_member(
             &txn,
             cohort_member::Model {

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use veldwerk_sync_protocol::schema::{ASSIGNMENT_WORK, assignment_record_id};
@@ -413,12 +412,16 @@ impl Services {
         }
 
         let existing = store::cohort_notifications(&self.db, cohort_id, "reminder").await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let mut cancelled = Vec::new();
         for old in &existing {
             match wanted.remove(&old.dedupe_key) {
                 Some(new) if old.status == "pending" && new.due_at != old.due_at => {
                     store::reschedule_notification(&txn, old.id, new.due_at, now).await?;
+                }
+                // Wanted again after a change undid it (rules back, zone changed back).
+                Some(new) if old.status == "cancelled" => {
+                    store::revive_notification(&txn, old.id, new.due_at, now).await?;
                 }
                 Some(_) => {}
                 None if old.status == "pending" => cancelled.push(old.id),
@@ -469,7 +472,7 @@ impl Services {
     /// device's language; skips reminders whose work is done or whose day has started. Returns
     /// how many notifications it handled.
     pub async fn dispatch_due(&self, now: DateTime<Utc>) -> Result<usize> {
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let due = store::claim_due_notifications(&txn, now, DISPATCH_BATCH).await?;
         if due.is_empty() {
             txn.commit().await?;

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use veldwerk_sync_protocol::{
@@ -111,7 +110,7 @@ impl Services {
         let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         let context = self.push_context(actor).await?;
 
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let version = store::next_version(&txn).await?;
         let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.id).collect();
         let known = store::find_mutation_results(&txn, &ids).await?;
@@ -361,7 +360,7 @@ impl Services {
 
     /// Removes tombstones last changed before `cutoff` (see `jobs::tombstones`).
     pub async fn purge_tombstones(&self, cutoff: DateTime<Utc>) -> Result<u64> {
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let purged = store::purge_tombstones(&txn, COLLECTIONS, cutoff).await?;
         txn.commit().await?;
         Ok(purged)

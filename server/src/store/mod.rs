@@ -14,7 +14,10 @@ pub mod sync;
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use veldwerk_migrations::{Migrator, MigratorTrait};
 
 /// Opens a pool for `sqlite://...` or `postgres://...`. For SQLite the parent folder of the file
@@ -47,6 +50,17 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .context("Failed to configure SQLite")?;
     }
     Ok(db)
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later cannot be upgraded while
+/// another writes, and would fail with "database is locked" instead of waiting its turn.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Applies every pending migration.

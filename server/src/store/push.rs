@@ -198,6 +198,28 @@ pub async fn reschedule_notification(
         .map(drop)
 }
 
+/// Plans a cancelled notification again.
+pub async fn revive_notification(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    notification::Entity::update_many()
+        .col_expr(notification::Column::Status, Expr::value("pending"))
+        .col_expr(
+            notification::Column::StatusReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(notification::Column::DueAt, Expr::value(due_at))
+        .col_expr(notification::Column::UpdatedAt, Expr::value(now))
+        .filter(notification::Column::Id.eq(id))
+        .filter(notification::Column::Status.eq("cancelled"))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
 /// Sets the status of notifications that are still pending.
 pub async fn finish_notifications(
     db: &impl ConnectionTrait,

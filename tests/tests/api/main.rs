@@ -10,5 +10,6 @@ mod health;
 mod invites;
 mod isolation;
 mod protocol_doc;
+mod push;
 mod sync;
 mod sync_faults;

@@ -1,0 +1,471 @@
+//! Push through our FCM client against the local FCM server: announcements, reminders, every
+//! error class, credential failures, crashes and two workers.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use veldwerk_tests::{
+    TestApp,
+    client::Device,
+    fcm_mock::Scripted,
+    fcm_test,
+    veldwerk_server::{
+        jobs::push::{run_once, run_once_at},
+        store::{entity::delivery, push as push_store},
+    },
+};
+
+use crate::{fixtures::invite_code, sync::phone};
+
+/// Registers a device's push token.
+async fn register(app: &TestApp, device: &Device, token: &str, locale: &str, zone: &str) {
+    app.call(
+        reqwest::Method::PUT,
+        "/v1/me/push-device",
+        Some(device.debug_token()),
+        Some(json!({
+            "token": token, "platform": "android", "locale": locale,
+            "time_zone": zone, "app_version": "1.0.0"
+        })),
+    )
+    .await
+    .expect(200);
+}
+
+/// Enrols another participant in the cohort and registers their token.
+async fn participant_with_token(
+    app: &TestApp,
+    trainer: &crate::fixtures::User,
+    cohort: Uuid,
+    name: &str,
+    token: &str,
+) -> Device {
+    let code = invite_code(app, trainer, &cohort.to_string()).await;
+    let device = Device::new(&app.address, &app.enrol(&code, name).await);
+    register(app, &device, token, "nl-NL", "Europe/Amsterdam").await;
+    device
+}
+
+async fn announce(
+    app: &TestApp,
+    trainer: &crate::fixtures::User,
+    cohort: Uuid,
+    title: &str,
+) -> Value {
+    app.post(
+        &format!("/v1/cohorts/{cohort}/announcements"),
+        Some(&trainer.token),
+        json!({ "title": title, "body": "Neem je interviewverslag mee." }),
+    )
+    .await
+    .expect(201)
+}
+
+async fn deliveries(app: &TestApp) -> Vec<delivery::Model> {
+    delivery::Entity::find()
+        .all(app.services.db())
+        .await
+        .unwrap()
+}
+
+fn fcm_error(status: u16, grpc: &str, code: &str, message: &str) -> Scripted {
+    Scripted::fcm_error(status, grpc, code, message)
+}
+
+fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are_pruned(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    participant_with_token(&app, &trainer, cohort, "Pieter", "tok-unregistered").await;
+    participant_with_token(&app, &trainer, cohort, "Fatima", "tok-mismatch").await;
+    participant_with_token(&app, &trainer, cohort, "Jan", "tok-invalid").await;
+    fcm.script("tok-unregistered", [fcm_error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found.")]);
+    fcm.script("tok-mismatch", [fcm_error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch")]);
+    fcm.script(
+        "tok-invalid",
+        [fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token")],
+    );
+
+    let first = announce(&app, &trainer, cohort, "Dag 2 begint later").await;
+    let outcome = run_once(&app.services, "worker-a").await.unwrap();
+    assert_eq!((outcome.sent, outcome.pruned, outcome.failed), (1, 3, 0), "{outcome:?}");
+    assert_eq!(fcm.token_requests(), 1, "one access token, cached");
+
+    let sent = fcm.attempts_to("tok-sanne");
+    assert_eq!(sent.len(), 1);
+    let message = &sent[0];
+    assert_eq!(message["notification"]["title"], "Dag 2 begint later");
+    assert_eq!(message["data"]["kind"], "announcement");
+    assert_eq!(message["data"]["announcement_id"], first["id"]);
+    assert_eq!(message["android"]["priority"], "high");
+    assert_eq!(message["apns"]["headers"]["apns-priority"], "10");
+    assert_eq!(message["apns"]["headers"]["apns-push-type"], "alert");
+    assert!(message["apns"]["headers"]["apns-collapse-id"].is_string());
+    assert!(message["apns"]["headers"]["apns-expiration"].is_string());
+
+    let listed = app.get(&format!("/v1/cohorts/{cohort}/announcements"), &trainer.token).await.expect(200);
+    assert_eq!(listed[0]["delivery_counts"], json!({ "pending": 0, "sent": 1, "failed": 0, "pruned": 3, "unknown": 0 }));
+    let codes: Vec<&str> = listed[0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["error_code"].as_str())
+        .collect();
+    for code in ["UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"] {
+        assert!(codes.contains(&code), "{codes:?}");
+    }
+
+    // Pruned tokens get nothing more; nothing goes out twice.
+    announce(&app, &trainer, cohort, "Tweede bericht").await;
+    run_once(&app.services, "worker-a").await.unwrap();
+    run_once(&app.services, "worker-b").await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-sanne").len(), 2);
+    for dead in ["tok-unregistered", "tok-mismatch", "tok-invalid"] {
+        assert_eq!(fcm.attempts_to(dead).len(), 1, "{dead}");
+    }
+});
+
+fcm_test!(async fn transient_errors_are_retried_and_quota_waits_at_least_a_minute(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-quota", "nl-NL", "Europe/Amsterdam").await;
+    participant_with_token(&app, &trainer, cohort, "B", "tok-unavailable").await;
+    participant_with_token(&app, &trainer, cohort, "C", "tok-html").await;
+    participant_with_token(&app, &trainer, cohort, "D", "tok-internal").await;
+    participant_with_token(&app, &trainer, cohort, "E", "tok-too-big").await;
+    fcm.script("tok-quota", [fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded").with_retry_after(5)]);
+    fcm.script("tok-unavailable", [fcm_error(503, "UNAVAILABLE", "UNAVAILABLE", "busy").with_retry_after(7)]);
+    fcm.script("tok-html", [Scripted::html(502)]);
+    fcm.script("tok-internal", [fcm_error(500, "INTERNAL", "INTERNAL", "oops")]);
+    fcm.script("tok-too-big", [fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big")]);
+    announce(&app, &trainer, cohort, "Let op").await;
+
+    let start = Utc::now();
+    let outcome = run_once(&app.services, "w").await.unwrap();
+    assert_eq!((outcome.retried, outcome.failed, outcome.sent), (4, 1, 0), "{outcome:?}");
+    let rows = deliveries(&app).await;
+    let by_token = |token: &str| rows.iter().find(|d| d.token == token).unwrap().clone();
+    let wait = |token: &str| (by_token(token).next_attempt_at - start).num_milliseconds();
+    assert!(wait("tok-quota") >= 60_000, "quota waits a minute, not the 5 s it said: {}", wait("tok-quota"));
+    assert!((6_000..9_000).contains(&wait("tok-unavailable")), "Retry-After is honoured: {}", wait("tok-unavailable"));
+    assert!((0..3_000).contains(&wait("tok-html")), "a 502 page backs off briefly: {}", wait("tok-html"));
+    assert_eq!(by_token("tok-html").error_code.as_deref(), Some("http_502"));
+    assert_eq!(by_token("tok-too-big").status, "failed", "a message FCM refuses is not retried");
+    assert!(rows.iter().filter(|d| d.status == "pending").all(|d| d.attempts == 1));
+
+    let outcome = run_once_at(&app.services, "w", start + chrono::Duration::seconds(10)).await.unwrap();
+    assert_eq!(outcome.sent, 3, "{outcome:?}");
+    let outcome = run_once_at(&app.services, "w", start + chrono::Duration::seconds(61)).await.unwrap();
+    assert_eq!(outcome.sent, 1, "{outcome:?}");
+    for token in ["tok-quota", "tok-unavailable", "tok-html", "tok-internal"] {
+        assert_eq!(fcm.attempts_to(token).len(), 2, "{token}: one failure, one success");
+    }
+    assert_eq!(fcm.attempts_to("tok-too-big").len(), 1);
+});
+
+fcm_test!(async fn a_broken_credential_pauses_sending_and_is_not_retried_per_message(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-a", "nl-NL", "Europe/Amsterdam").await;
+    participant_with_token(&app, &trainer, cohort, "B", "tok-b").await;
+    participant_with_token(&app, &trainer, cohort, "C", "tok-c").await;
+    fcm.refuse_tokens(true);
+    announce(&app, &trainer, cohort, "Let op").await;
+    let start = Utc::now();
+    let outcome = run_once(&app.services, "w").await.unwrap();
+    assert!(outcome.paused);
+    assert_eq!(outcome.sent + outcome.failed + outcome.retried, 0, "{outcome:?}");
+    assert_eq!(fcm.token_requests(), 1, "one refused exchange, not one per message");
+    assert!(fcm.attempts().is_empty());
+    let rows = deliveries(&app).await;
+    assert!(rows.iter().all(|d| d.status == "pending" && d.attempts == 0), "{rows:?}");
+    assert_eq!(rows[0].error_code.as_deref(), Some("token_refused"));
+    // While paused, rounds send nothing and ask for no tokens.
+    assert!(run_once(&app.services, "w").await.unwrap().paused);
+    assert_eq!(fcm.token_requests(), 1);
+
+    fcm.refuse_tokens(false);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let outcome = run_once_at(&app.services, "w", start + chrono::Duration::minutes(3)).await.unwrap();
+    assert_eq!(outcome.sent, 3, "{outcome:?}");
+    assert!(!outcome.paused);
+});
+
+fcm_test!(async fn a_scheduled_announcement_goes_out_at_its_time_unless_cancelled(app, fcm) {
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "en-GB", "Europe/Amsterdam").await;
+    let at = Utc::now() + chrono::Duration::hours(1);
+    let path = format!("/v1/cohorts/{cohort}/announcements");
+    let kept = app
+        .post(&path, Some(&trainer.token), json!({ "title": "Morgen", "body": "Tot morgen!", "publish_at": at }))
+        .await
+        .expect(201);
+    assert_eq!(kept["status"], "scheduled");
+    let dropped = app
+        .post(&path, Some(&trainer.token), json!({ "title": "Vergissing", "body": "x", "publish_at": at }))
+        .await
+        .expect(201);
+    let dropped_path = format!("{path}/{}", dropped["id"].as_str().unwrap());
+    app.delete(&dropped_path, &trainer.token).await.expect(204);
+    app.delete(&dropped_path, &trainer.token).await.expect(204);
+
+    assert_eq!(run_once(&app.services, "w").await.unwrap().sent, 0);
+    sanne.pull().await.unwrap();
+    assert!(sanne.ids("announcements").is_empty(), "not in the inbox before its time");
+
+    let outcome = run_once_at(&app.services, "w", at + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!((outcome.published, outcome.sent), (1, 1), "{outcome:?}");
+    assert_eq!(fcm.attempts_to("tok-sanne")[0]["notification"]["title"], "Morgen");
+    sanne.pull().await.unwrap();
+    assert_eq!(sanne.ids("announcements").len(), 1);
+    let kept_path = format!("{path}/{}", kept["id"].as_str().unwrap());
+    app.delete(&kept_path, &trainer.token).await.expect_error(409, "already_published");
+});
+
+fcm_test!(async fn reminders_come_at_local_times_in_the_devices_language_and_not_when_done(app, fcm) {
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    let emma = participant_with_token(&app, &trainer, cohort, "Emma", "tok-emma").await;
+    // Emma's phone speaks English.
+    register(&app, &emma, "tok-emma", "en-GB", "Europe/Amsterdam").await;
+    let emma_id = {
+        let members = app.get(&format!("/v1/cohorts/{cohort}/members"), &trainer.token).await.expect(200);
+        members.as_array().unwrap().iter().find(|m| m["display_name"] == "Emma").unwrap()["user_id"].clone()
+    };
+
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    let plan = plan.as_array().unwrap();
+    // Two participants; nine between-day assignments with two rules, the harvest with three.
+    assert_eq!(plan.len(), 2 * (9 * 2 + 3), "{}", plan.len());
+    let amsterdam: chrono_tz::Tz = "Europe/Amsterdam".parse().unwrap();
+    for reminder in plan {
+        let at: chrono::DateTime<Utc> = reminder["due_at"].as_str().unwrap().parse().unwrap();
+        let local = at.with_timezone(&amsterdam).format("%H:%M").to_string();
+        assert!(["09:00", "19:00", "08:30"].contains(&local.as_str()), "{local}");
+        assert_eq!(reminder["status"], "pending");
+    }
+
+    // Sanne marks the first assignment done; then its first reminder falls due.
+    sanne.pull().await.unwrap();
+    let first = sanne
+        .ids("assignments")
+        .into_iter()
+        .find(|id| sanne.view("assignments", *id).unwrap()["after_day"] == 1)
+        .unwrap();
+    let work = veldwerk_sync_protocol::schema::assignment_record_id(sanne.user_id, first);
+    sanne.write("assignment_work", work, Some(cohort), json!({ "assignment_id": first, "done": true }));
+    sanne.sync().await.unwrap();
+    let first_due = plan
+        .iter()
+        .filter(|r| r["assignment_id"] == first.to_string())
+        .map(|r| r["due_at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap())
+        .min()
+        .unwrap();
+    let outcome = run_once_at(&app.services, "w", first_due + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(outcome.sent, 1, "{outcome:?}");
+    assert!(fcm.attempts_to("tok-sanne").is_empty(), "no reminder for finished work");
+    let to_emma = fcm.attempts_to("tok-emma");
+    assert_eq!(to_emma.len(), 1);
+    assert_eq!(to_emma[0]["notification"]["title"], "Reminder: Opdracht uitvoeren");
+    assert_eq!(to_emma[0]["android"]["priority"], "normal");
+    assert_eq!(to_emma[0]["data"]["assignment_id"], first.to_string());
+
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    let skipped = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "skipped")
+        .expect("Sanne's reminder is skipped");
+    assert_eq!(skipped["status_reason"], "already done");
+    assert_ne!(skipped["participant_id"], emma_id);
+    // Never twice.
+    run_once_at(&app.services, "w", first_due + chrono::Duration::minutes(2)).await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-emma").len(), 1);
+});
+
+fcm_test!(async fn reminders_follow_the_devices_language_zone_quiet_hours_and_dst(app, fcm) {
+    let _ = &fcm;
+    let trainer = crate::fixtures::demo_trainer(&app).await;
+    let organisations = app.get("/v1/organisations", &trainer.token).await.expect(200);
+    // Day 2 on Monday 29 March 2027, the day after summer time starts; day 6 on Monday 1 November
+    // 2027, the day after it ends.
+    let dates = ["2027-03-01", "2027-03-29", "2027-05-03", "2027-07-05", "2027-09-06", "2027-11-01"];
+    let days: Vec<Value> = dates
+        .iter()
+        .enumerate()
+        .map(|(i, date)| json!({ "day_number": i + 1, "date": date, "starts_at": "09:30:00", "ends_at": "16:30:00", "location": "Zaal" }))
+        .collect();
+    let created = app
+        .post(
+            "/v1/cohorts",
+            Some(&trainer.token),
+            json!({
+                "organisation_id": organisations[0]["id"],
+                "programme_id": crate::fixtures::programme_id(&app, &trainer).await,
+                "name": "DST-groep",
+                "days": days,
+            }),
+        )
+        .await
+        .expect(201);
+    let cohort: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let first = created["assignments"][0]["id"].as_str().unwrap().to_owned();
+    let harvest_id = created["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "harvest_presentation")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device = participant_with_token(&app, &trainer, cohort, "Noor", "tok-noor").await;
+    let plan_of = |plan: &Value, assignment: &str| -> Vec<String> {
+        let mut times: Vec<String> = plan
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["assignment_id"] == assignment && r["status"] == "pending")
+            .map(|r| r["due_at"].as_str().unwrap().to_owned())
+            .collect();
+        times.sort();
+        times
+    };
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    // 26 March is still winter time (UTC+1), 28 March summer time (UTC+2).
+    assert_eq!(plan_of(&plan, &first), ["2027-03-26T08:00:00+00:00", "2027-03-28T17:00:00+00:00"]);
+    // Harvest: a week, two days and the morning before 1 November; only 31 October is winter time.
+    assert_eq!(
+        plan_of(&plan, &harvest_id),
+        ["2027-10-25T07:00:00+00:00", "2027-10-30T07:00:00+00:00", "2027-10-31T07:30:00+00:00"]
+    );
+
+    // Quiet hours until 09:30 and from 18:00: 09:00 moves to 09:30, 19:00 to the next morning.
+    app.call(
+        reqwest::Method::PUT,
+        "/v1/me/push-device",
+        Some(device.debug_token()),
+        Some(json!({
+            "token": "tok-noor", "platform": "ios", "locale": "nl-NL", "time_zone": "Europe/Amsterdam",
+            "app_version": "1.0.0", "quiet_hours_start": "18:00", "quiet_hours_end": "09:30"
+        })),
+    )
+    .await
+    .expect(200);
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    assert_eq!(plan_of(&plan, &first), ["2027-03-26T08:30:00+00:00"], "the evening reminder would come on the day itself, after it started");
+
+    // Travelling: the same local times in the device's new zone.
+    app.call(
+        reqwest::Method::PUT,
+        "/v1/me/push-device",
+        Some(device.debug_token()),
+        Some(json!({ "token": "tok-noor", "platform": "ios", "locale": "nl-NL", "time_zone": "America/Curacao", "app_version": "1.0.0" })),
+    )
+    .await
+    .expect(200);
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    assert_eq!(plan_of(&plan, &first), ["2027-03-26T13:00:00+00:00", "2027-03-28T23:00:00+00:00"]);
+
+    // A cohort's own rules replace the programme's.
+    let rules = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/cohorts/{cohort}/reminder-rules"),
+            Some(&trainer.token),
+            Some(json!({ "rules": [{ "applies_to": "between_day", "days_before": 2, "at": "12:00:00" }] })),
+        )
+        .await
+        .expect(200);
+    assert_eq!(rules["overridden"], true);
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    assert_eq!(plan_of(&plan, &first), ["2027-03-27T16:00:00+00:00"]);
+    assert!(plan_of(&plan, &harvest_id).is_empty());
+    let rules = app.delete(&format!("/v1/cohorts/{cohort}/reminder-rules"), &trainer.token).await.expect(200);
+    assert_eq!(rules["overridden"], false);
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 5);
+});
+
+fcm_test!(async fn a_worker_that_dies_is_taken_over_without_a_second_send(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-mid-send", "nl-NL", "Europe/Amsterdam").await;
+    participant_with_token(&app, &trainer, cohort, "B", "tok-claimed").await;
+    announce(&app, &trainer, cohort, "Let op").await;
+    let now = Utc::now();
+    app.services.dispatch_due(now).await.unwrap();
+    // A worker claims both deliveries, starts sending one, and dies.
+    let lease = now + chrono::Duration::minutes(2);
+    let claimed = push_store::claim_deliveries(app.services.db(), "doomed", now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mid_send = claimed.iter().find(|d| d.token == "tok-mid-send").unwrap().id;
+    push_store::mark_sending(app.services.db(), &[mid_send], "doomed").await.unwrap();
+
+    let outcome = run_once(&app.services, "survivor").await.unwrap();
+    assert_eq!(outcome.sent, 0, "live leases are respected");
+    let outcome = run_once_at(&app.services, "survivor", now + chrono::Duration::minutes(3)).await.unwrap();
+    assert_eq!((outcome.sent, outcome.unknown), (1, 1), "{outcome:?}");
+    assert_eq!(fcm.attempts_to("tok-claimed").len(), 1, "the unsent claim was taken over");
+    assert!(fcm.attempts_to("tok-mid-send").is_empty(), "what may have gone out is not sent again");
+    let listed = app.get(&format!("/v1/cohorts/{cohort}/announcements"), &trainer.token).await.expect(200);
+    assert_eq!(listed[0]["delivery_counts"]["unknown"], 1);
+});
+
+fcm_test!(async fn two_workers_deliver_each_message_exactly_once(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-0", "nl-NL", "Europe/Amsterdam").await;
+    for n in 1..20 {
+        participant_with_token(&app, &trainer, cohort, &format!("P{n}"), &format!("tok-{n}")).await;
+    }
+    for n in 0..3 {
+        announce(&app, &trainer, cohort, &format!("Bericht {n}")).await;
+    }
+    fcm.set_latency(Duration::from_millis(5));
+    let (a, b) = tokio::join!(run_once(&app.services, "worker-a"), run_once(&app.services, "worker-b"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.sent + b.sent, 60, "{a:?} {b:?}");
+    for n in 0..20 {
+        assert_eq!(fcm.attempts_to(&format!("tok-{n}")).len(), 3, "tok-{n}");
+    }
+});
+
+fcm_test!(async fn stale_and_logged_out_devices_get_nothing(app, fcm) {
+    use sea_orm::{ActiveModelTrait, ActiveValue, IntoActiveModel};
+    use veldwerk_tests::veldwerk_server::store::entity::push_device;
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-stale", "nl-NL", "Europe/Amsterdam").await;
+    let leaving = participant_with_token(&app, &trainer, cohort, "B", "tok-leaving").await;
+    let staying = participant_with_token(&app, &trainer, cohort, "C", "tok-staying").await;
+    let _ = staying;
+    // Sanne's phone has not been seen for 31 days.
+    let row = push_device::Entity::find()
+        .filter(push_device::Column::Token.eq("tok-stale"))
+        .one(app.services.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row = row.into_active_model();
+    row.last_seen_at = ActiveValue::Set(Utc::now() - chrono::Duration::days(31));
+    row.update(app.services.db()).await.unwrap();
+    app.post("/v1/auth/logout", Some(leaving.debug_token()), json!({})).await.expect(204);
+
+    announce(&app, &trainer, cohort, "Let op").await;
+    run_once(&app.services, "w").await.unwrap();
+    assert!(fcm.attempts_to("tok-stale").is_empty());
+    assert!(fcm.attempts_to("tok-leaving").is_empty());
+    assert_eq!(fcm.attempts_to("tok-staying").len(), 1);
+});
+
+fcm_test!(async fn push_registration_is_validated(app, fcm) {
+    let _ = &fcm;
+    let (sanne, _, _) = phone(&app, "Sanne").await;
+    for (body, code) in [
+        (json!({ "token": "t", "platform": "symbian", "locale": "nl", "time_zone": "Europe/Amsterdam", "app_version": "1" }), "invalid_platform"),
+        (json!({ "token": "t", "platform": "ios", "locale": "nl", "time_zone": "Mars/Olympus", "app_version": "1" }), "invalid_time_zone"),
+        (json!({ "token": "t", "platform": "ios", "locale": "nl", "time_zone": "Europe/Amsterdam", "app_version": "1", "quiet_hours_start": "25:00" }), "invalid_quiet_hours"),
+    ] {
+        app.call(reqwest::Method::PUT, "/v1/me/push-device", Some(sanne.debug_token()), Some(body))
+            .await
+            .expect_error(422, code);
+    }
+});
