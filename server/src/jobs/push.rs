@@ -26,6 +26,8 @@ use crate::{
 const CLAIM_BATCH: u64 = 1_000;
 /// How long a lease lasts: a worker that has not finished by then is presumed dead.
 const LEASE: Duration = Duration::from_secs(120);
+/// Chunks of a round being sent or recorded at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
 
@@ -76,39 +78,79 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
             break;
         }
         let total = claimed.len() as u64;
-        for chunk in claimed.chunks(concurrency) {
-            if services.push_paused(now) {
-                // Credentials broke mid-round: hand the rest back untouched.
-                for delivery in chunk {
-                    release(services, delivery, now).await?;
-                }
-                outcome.paused = true;
-                continue;
-            }
-            let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
-            store::mark_sending(services.db(), &ids, worker).await?;
-            // Owned rows: a borrowed stream here trips the compiler's higher-ranked lifetime
-            // check when the worker is spawned.
-            let results: Vec<(delivery::Model, SendOutcome)> = stream::iter(chunk.to_vec())
-                .map(|delivery| async move {
-                    let result = send(services, &delivery).await;
-                    (delivery, result)
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
-            // One transaction per chunk: one commit (and, on SQLite, one sync) for all outcomes.
-            let txn = crate::store::begin_write(services.db()).await?;
-            for (delivery, result) in results {
-                record(services, &txn, &delivery, result, &mut outcome).await?;
-            }
-            txn.commit().await?;
+        // Several smaller chunks in flight: while some wait for FCM, others' outcomes are
+        // written, so sends in flight stay within `concurrency` and the database and the
+        // network work at the same time.
+        let chunk_size = (concurrency / CHUNKS_IN_FLIGHT).max(1);
+        let chunks: Vec<Vec<delivery::Model>> =
+            claimed.chunks(chunk_size).map(<[_]>::to_vec).collect();
+        let parts: Vec<Result<Outcome>> = stream::iter(chunks)
+            .map(|chunk| send_chunk(services, worker, chunk, now))
+            .buffer_unordered(CHUNKS_IN_FLIGHT)
+            .collect()
+            .await;
+        for part in parts {
+            outcome.absorb(part?);
         }
         if outcome.paused || total < CLAIM_BATCH {
             break;
         }
     }
     Ok(outcome)
+}
+
+/// Sends one chunk of leased deliveries and records what became of them.
+async fn send_chunk(
+    services: &Services,
+    worker: &str,
+    chunk: Vec<delivery::Model>,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    if services.push_paused(now) {
+        // Credentials broke mid-round: hand these back untouched.
+        for delivery in &chunk {
+            release(services, delivery, now).await?;
+        }
+        outcome.paused = true;
+        return Ok(outcome);
+    }
+    let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
+    store::mark_sending(services.db(), &ids, worker).await?;
+    let results: Vec<(delivery::Model, SendOutcome)> =
+        futures_util::future::join_all(chunk.into_iter().map(|delivery| async move {
+            let result = send(services, &delivery).await;
+            (delivery, result)
+        }))
+        .await;
+    // One transaction per chunk: one commit (and, on SQLite, one sync) for all outcomes, and
+    // one statement for all the successes.
+    let now = Utc::now();
+    let mut sent = Vec::new();
+    let txn = crate::store::begin_write(services.db()).await?;
+    for (delivery, result) in results {
+        match result {
+            SendOutcome::Sent { message_id } => sent.push((delivery.id, message_id)),
+            other => record(services, &txn, &delivery, other, &mut outcome).await?,
+        }
+    }
+    store::record_sent(&txn, &sent, now).await?;
+    txn.commit().await?;
+    if !sent.is_empty() {
+        services.push_recovered();
+    }
+    outcome.sent += sent.len();
+    Ok(outcome)
+}
+
+impl Outcome {
+    fn absorb(&mut self, part: Outcome) {
+        self.sent += part.sent;
+        self.retried += part.retried;
+        self.failed += part.failed;
+        self.pruned += part.pruned;
+        self.paused |= part.paused;
+    }
 }
 
 /// Runs [`run_once`] every `interval` until the task is dropped.

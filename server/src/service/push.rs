@@ -23,7 +23,7 @@ use crate::store::{
 /// A token unseen for this long gets nothing more.
 pub const STALE_AFTER_DAYS: i64 = 30;
 /// Notifications turned into deliveries per transaction.
-const DISPATCH_BATCH: u64 = 500;
+const DISPATCH_BATCH: u64 = 2_000;
 
 /// Which assignments a rule reminds of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
