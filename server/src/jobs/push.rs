@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use uuid::Uuid;
 
 use crate::{
@@ -26,8 +26,6 @@ use crate::{
 const CLAIM_BATCH: u64 = 1_000;
 /// How long a lease lasts: a worker that has not finished by then is presumed dead.
 const LEASE: Duration = Duration::from_secs(120);
-/// Chunks of a round being sent or recorded at once.
-const CHUNKS_IN_FLIGHT: usize = 4;
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
 
@@ -70,76 +68,96 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
         return Ok(outcome);
     }
     let concurrency = services.config().push.concurrency.max(1);
-    loop {
-        let lease_until = now + LEASE;
-        let claimed =
-            store::claim_deliveries(services.db(), worker, now, lease_until, CLAIM_BATCH).await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let total = claimed.len() as u64;
-        // Several smaller chunks in flight: while some wait for FCM, others' outcomes are
-        // written, so sends in flight stay within `concurrency` and the database and the
-        // network work at the same time.
-        let chunk_size = (concurrency / CHUNKS_IN_FLIGHT).max(1);
-        let chunks: Vec<Vec<delivery::Model>> =
-            claimed.chunks(chunk_size).map(<[_]>::to_vec).collect();
-        let parts: Vec<Result<Outcome>> = stream::iter(chunks)
-            .map(|chunk| send_chunk(services, worker, chunk, now))
-            .buffer_unordered(CHUNKS_IN_FLIGHT)
-            .collect()
-            .await;
-        for part in parts {
-            outcome.absorb(part?);
-        }
-        if outcome.paused || total < CLAIM_BATCH {
-            break;
-        }
-    }
+    let batch = concurrency.clamp(1, 500);
+    // Sending and recording run side by side: this loop keeps `concurrency` sends in flight
+    // without waves, and a recorder task writes outcomes in batches, one transaction each.
+    let (results, received) = tokio::sync::mpsc::channel(concurrency * 2);
+    let recorder = tokio::spawn(record_outcomes(services.clone(), received, batch));
+    let sending = send_claimed(services, worker, now, concurrency, batch, &results).await;
+    drop(results);
+    let recorded = recorder
+        .await
+        .map_err(|err| anyhow::anyhow!("the push recorder stopped: {err}"))??;
+    outcome.absorb(recorded);
+    outcome.paused |= sending?;
     Ok(outcome)
 }
 
-/// Sends one chunk of leased deliveries and records what became of them.
-async fn send_chunk(
+/// Claims due deliveries and sends them, at most `concurrency` at a time, handing every outcome
+/// to the recorder. Returns whether sending paused for broken credentials.
+async fn send_claimed(
     services: &Services,
     worker: &str,
-    chunk: Vec<delivery::Model>,
     now: DateTime<Utc>,
+    concurrency: usize,
+    batch: usize,
+    results: &tokio::sync::mpsc::Sender<(delivery::Model, SendOutcome)>,
+) -> Result<bool> {
+    let mut in_flight = FuturesUnordered::new();
+    let mut paused = false;
+    loop {
+        let claimed =
+            store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH).await?;
+        let total = claimed.len() as u64;
+        for chunk in claimed.chunks(batch) {
+            if services.push_paused(now) {
+                // Credentials broke mid-round: hand the rest back untouched.
+                for delivery in chunk {
+                    release(services, delivery, now).await?;
+                }
+                paused = true;
+                continue;
+            }
+            let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
+            store::mark_sending(services.db(), &ids, worker).await?;
+            for delivery in chunk.iter().cloned() {
+                while in_flight.len() >= concurrency {
+                    if let Some(done) = in_flight.next().await {
+                        let _ = results.send(done).await;
+                    }
+                }
+                in_flight.push(async move {
+                    let result = send(services, &delivery).await;
+                    (delivery, result)
+                });
+            }
+        }
+        if paused || total < CLAIM_BATCH {
+            break;
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        let _ = results.send(done).await;
+    }
+    Ok(paused)
+}
+
+/// Writes send outcomes as they come, `batch` at a time in one transaction, successes in one
+/// statement.
+async fn record_outcomes(
+    services: Services,
+    mut received: tokio::sync::mpsc::Receiver<(delivery::Model, SendOutcome)>,
+    batch: usize,
 ) -> Result<Outcome> {
     let mut outcome = Outcome::default();
-    if services.push_paused(now) {
-        // Credentials broke mid-round: hand these back untouched.
-        for delivery in &chunk {
-            release(services, delivery, now).await?;
+    let mut buffer = Vec::with_capacity(batch);
+    while received.recv_many(&mut buffer, batch).await > 0 {
+        let now = Utc::now();
+        let mut sent = Vec::new();
+        let txn = crate::store::begin_write(services.db()).await?;
+        for (delivery, result) in buffer.drain(..) {
+            match result {
+                SendOutcome::Sent { message_id } => sent.push((delivery.id, message_id)),
+                other => record(&services, &txn, &delivery, other, &mut outcome).await?,
+            }
         }
-        outcome.paused = true;
-        return Ok(outcome);
-    }
-    let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
-    store::mark_sending(services.db(), &ids, worker).await?;
-    let results: Vec<(delivery::Model, SendOutcome)> =
-        futures_util::future::join_all(chunk.into_iter().map(|delivery| async move {
-            let result = send(services, &delivery).await;
-            (delivery, result)
-        }))
-        .await;
-    // One transaction per chunk: one commit (and, on SQLite, one sync) for all outcomes, and
-    // one statement for all the successes.
-    let now = Utc::now();
-    let mut sent = Vec::new();
-    let txn = crate::store::begin_write(services.db()).await?;
-    for (delivery, result) in results {
-        match result {
-            SendOutcome::Sent { message_id } => sent.push((delivery.id, message_id)),
-            other => record(services, &txn, &delivery, other, &mut outcome).await?,
+        store::record_sent(&txn, &sent, now).await?;
+        txn.commit().await?;
+        if !sent.is_empty() {
+            services.push_recovered();
         }
+        outcome.sent += sent.len();
     }
-    store::record_sent(&txn, &sent, now).await?;
-    txn.commit().await?;
-    if !sent.is_empty() {
-        services.push_recovered();
-    }
-    outcome.sent += sent.len();
     Ok(outcome)
 }
 

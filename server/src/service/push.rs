@@ -586,7 +586,12 @@ impl DispatchContext {
                 Some((work.owner_id, assignment))
             })
             .collect();
-        let announcement_ids: Vec<Uuid> = due.iter().filter_map(|n| n.announcement_id).collect();
+        let announcement_ids: Vec<Uuid> = due
+            .iter()
+            .filter_map(|n| n.announcement_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let announcements = announcement_store::find_announcements(db, &announcement_ids)
             .await?
             .into_iter()

@@ -63,6 +63,21 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// `column IN (ids)` written for the backend. PostgreSQL gets one array parameter
+/// (`column = ANY($1)`): a list of thousands of ids is then one statement it plans once, not a
+/// new statement with thousands of parameters for every list length.
+pub fn id_in(
+    backend: DbBackend,
+    column: &'static str,
+    ids: &[uuid::Uuid],
+) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait, extension::postgres::PgFunc};
+    match backend {
+        DbBackend::Postgres => Expr::col(column).eq(PgFunc::any(Expr::val(ids.to_vec()))),
+        _ => Expr::col(column).is_in(ids.iter().copied()),
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None)

@@ -68,7 +68,7 @@ pub async fn reachable_devices(
     since: DateTime<Utc>,
 ) -> Result<Vec<push_device::Model>, DbErr> {
     push_device::Entity::find()
-        .filter(push_device::Column::UserId.is_in(user_ids.iter().copied()))
+        .filter(super::id_in(db.get_database_backend(), "user_id", user_ids))
         .filter(push_device::Column::DeactivatedAt.is_null())
         .filter(push_device::Column::LastSeenAt.gte(since))
         .order_by_desc(push_device::Column::LastSeenAt)
@@ -235,7 +235,7 @@ pub async fn finish_notifications(
         .col_expr(notification::Column::Status, Expr::value(status))
         .col_expr(notification::Column::StatusReason, Expr::value(reason))
         .col_expr(notification::Column::UpdatedAt, Expr::value(now))
-        .filter(notification::Column::Id.is_in(ids.iter().copied()))
+        .filter(super::id_in(db.get_database_backend(), "id", ids))
         .filter(notification::Column::Status.eq("pending"))
         .exec(db)
         .await?;
@@ -327,7 +327,7 @@ pub async fn mark_sending(
 ) -> Result<(), DbErr> {
     delivery::Entity::update_many()
         .col_expr(delivery::Column::Status, Expr::value("sending"))
-        .filter(delivery::Column::Id.is_in(ids.iter().copied()))
+        .filter(super::id_in(db.get_database_backend(), "id", ids))
         .filter(delivery::Column::LeasedBy.eq(worker))
         .exec(db)
         .await
@@ -408,7 +408,11 @@ pub async fn record_sent(
             .value("error_code", Option::<String>::None)
             .value("error_message", Option::<String>::None)
             .value("message_id", message_ids)
-            .and_where(Expr::col("id").is_in(chunk.iter().map(|(id, _)| *id)))
+            .and_where(super::id_in(
+                db.get_database_backend(),
+                "id",
+                &chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            ))
             .to_owned();
         db.execute(&statement).await?;
     }
