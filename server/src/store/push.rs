@@ -392,6 +392,28 @@ pub async fn record_sent(
     sent: &[(Uuid, String)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Two array parameters and one statement text, whatever the batch size: planned once.
+        let ids: Vec<Uuid> = sent.iter().map(|(id, _)| *id).collect();
+        let message_ids: Vec<String> = sent
+            .iter()
+            .map(|(_, message_id)| message_id.clone())
+            .collect();
+        let statement = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = $1, \
+             next_attempt_at = $1, lease_until = NULL, leased_by = NULL, error_code = NULL, \
+             error_message = NULL, message_id = batch.message_id \
+             FROM UNNEST($2::uuid[], $3::text[]) AS batch(id, message_id) \
+             WHERE deliveries.id = batch.id",
+            [now.into(), ids.into(), message_ids.into()],
+        );
+        db.execute_raw(statement).await?;
+        return Ok(());
+    }
     for chunk in sent.chunks(500) {
         let mut message_ids = CaseStatement::new();
         for (id, message_id) in chunk {
@@ -408,11 +430,7 @@ pub async fn record_sent(
             .value("error_code", Option::<String>::None)
             .value("error_message", Option::<String>::None)
             .value("message_id", message_ids)
-            .and_where(super::id_in(
-                db.get_database_backend(),
-                "id",
-                &chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-            ))
+            .and_where(Expr::col("id").is_in(chunk.iter().map(|(id, _)| *id)))
             .to_owned();
         db.execute(&statement).await?;
     }
