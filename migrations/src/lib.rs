@@ -6,6 +6,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod conventions;
 mod m20261130_000001_create_foundation;
 mod m20261130_000002_create_sync_tables;
 mod m20261130_000003_create_announcements;

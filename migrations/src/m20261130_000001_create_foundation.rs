@@ -3,33 +3,10 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::conventions::{foreign_key, index};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-/// A foreign key named `fk-<table>-<column>`, cascading deletes from the parent.
-fn fk(
-    table: &'static str,
-    column: &'static str,
-    parent: &'static str,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(format!("fk-{table}-{column}"))
-        .from(table, column)
-        .to(parent, "id")
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
-}
-
-fn index(table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement
-        .name(format!("idx-{table}-{}", columns.join("-")))
-        .table(table);
-    for column in columns {
-        statement.col(*column);
-    }
-    statement.to_owned()
-}
 
 /// Tables in creation order; `down` drops them in reverse.
 const TABLES: &[&str] = &[
@@ -65,7 +42,11 @@ impl MigrationTrait for Migration {
                 .col(uuid("provider_id"))
                 .col(string("name"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk("organisations", "provider_id", "providers"))
+                .foreign_key(&mut foreign_key(
+                    "organisations",
+                    "provider_id",
+                    "providers",
+                ))
                 .to_owned(),
             Table::create()
                 .table("users")
@@ -78,8 +59,12 @@ impl MigrationTrait for Migration {
                 .col(string_null("password_hash"))
                 .col(string("display_name"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk("users", "provider_id", "providers"))
-                .foreign_key(&mut fk("users", "organisation_id", "organisations"))
+                .foreign_key(&mut foreign_key("users", "provider_id", "providers"))
+                .foreign_key(&mut foreign_key(
+                    "users",
+                    "organisation_id",
+                    "organisations",
+                ))
                 .to_owned(),
             Table::create()
                 .table("programmes")
@@ -89,7 +74,7 @@ impl MigrationTrait for Migration {
                 .col(text("description"))
                 .col(json("learning_goals"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk("programmes", "provider_id", "providers"))
+                .foreign_key(&mut foreign_key("programmes", "provider_id", "providers"))
                 .to_owned(),
             Table::create()
                 .table("programme_days")
@@ -98,7 +83,11 @@ impl MigrationTrait for Migration {
                 .col(integer("day_number"))
                 .col(string("title"))
                 .col(text("description"))
-                .foreign_key(&mut fk("programme_days", "programme_id", "programmes"))
+                .foreign_key(&mut foreign_key(
+                    "programme_days",
+                    "programme_id",
+                    "programmes",
+                ))
                 .to_owned(),
             Table::create()
                 .table("programme_assignments")
@@ -109,7 +98,7 @@ impl MigrationTrait for Migration {
                 .col(string_len("kind", 32))
                 .col(string("title"))
                 .col(text("description"))
-                .foreign_key(&mut fk(
+                .foreign_key(&mut foreign_key(
                     "programme_assignments",
                     "programme_id",
                     "programmes",
@@ -123,8 +112,12 @@ impl MigrationTrait for Migration {
                 .col(string("name"))
                 .col(string_len("time_zone", 64))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk("cohorts", "organisation_id", "organisations"))
-                .foreign_key(&mut fk("cohorts", "programme_id", "programmes"))
+                .foreign_key(&mut foreign_key(
+                    "cohorts",
+                    "organisation_id",
+                    "organisations",
+                ))
+                .foreign_key(&mut foreign_key("cohorts", "programme_id", "programmes"))
                 .to_owned(),
             Table::create()
                 .table("cohort_days")
@@ -139,7 +132,7 @@ impl MigrationTrait for Migration {
                 .col(time("starts_at"))
                 .col(time("ends_at"))
                 .col(string("location"))
-                .foreign_key(&mut fk("cohort_days", "cohort_id", "cohorts"))
+                .foreign_key(&mut foreign_key("cohort_days", "cohort_id", "cohorts"))
                 .to_owned(),
             Table::create()
                 .table("cohort_assignments")
@@ -151,7 +144,11 @@ impl MigrationTrait for Migration {
                 .col(string_len("kind", 32))
                 .col(string("title"))
                 .col(text("description"))
-                .foreign_key(&mut fk("cohort_assignments", "cohort_id", "cohorts"))
+                .foreign_key(&mut foreign_key(
+                    "cohort_assignments",
+                    "cohort_id",
+                    "cohorts",
+                ))
                 .to_owned(),
             Table::create()
                 .table("cohort_members")
@@ -160,8 +157,8 @@ impl MigrationTrait for Migration {
                 .col(string_len("role", 16))
                 .col(timestamp_with_time_zone("created_at"))
                 .primary_key(Index::create().col("cohort_id").col("user_id"))
-                .foreign_key(&mut fk("cohort_members", "cohort_id", "cohorts"))
-                .foreign_key(&mut fk("cohort_members", "user_id", "users"))
+                .foreign_key(&mut foreign_key("cohort_members", "cohort_id", "cohorts"))
+                .foreign_key(&mut foreign_key("cohort_members", "user_id", "users"))
                 .to_owned(),
             Table::create()
                 .table("invites")
@@ -175,9 +172,9 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone_null("redeemed_at"))
                 .col(uuid_null("redeemed_by"))
                 .col(timestamp_with_time_zone_null("revoked_at"))
-                .foreign_key(&mut fk("invites", "cohort_id", "cohorts"))
-                .foreign_key(&mut fk("invites", "created_by", "users"))
-                .foreign_key(&mut fk("invites", "redeemed_by", "users"))
+                .foreign_key(&mut foreign_key("invites", "cohort_id", "cohorts"))
+                .foreign_key(&mut foreign_key("invites", "created_by", "users"))
+                .foreign_key(&mut foreign_key("invites", "redeemed_by", "users"))
                 .to_owned(),
             Table::create()
                 .table("devices")
@@ -187,7 +184,7 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("last_seen_at"))
                 .col(timestamp_with_time_zone_null("revoked_at"))
-                .foreign_key(&mut fk("devices", "user_id", "users"))
+                .foreign_key(&mut foreign_key("devices", "user_id", "users"))
                 .to_owned(),
             Table::create()
                 .table("refresh_tokens")
@@ -198,7 +195,7 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("expires_at"))
                 .col(timestamp_with_time_zone_null("used_at"))
-                .foreign_key(&mut fk("refresh_tokens", "device_id", "devices"))
+                .foreign_key(&mut foreign_key("refresh_tokens", "device_id", "devices"))
                 .to_owned(),
             Table::create()
                 .table("device_link_codes")
@@ -208,7 +205,7 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("expires_at"))
                 .col(timestamp_with_time_zone_null("used_at"))
-                .foreign_key(&mut fk("device_link_codes", "user_id", "users"))
+                .foreign_key(&mut foreign_key("device_link_codes", "user_id", "users"))
                 .to_owned(),
         ];
         for table in tables {

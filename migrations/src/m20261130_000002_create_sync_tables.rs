@@ -5,6 +5,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::conventions::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -52,17 +54,6 @@ const RECORD_TABLES: &[&str] = &[
     "harvests",
     "profiles",
 ];
-
-fn index(table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement
-        .name(format!("idx-{table}-{}", columns.join("-")))
-        .table(table);
-    for column in columns {
-        statement.col(*column);
-    }
-    statement.to_owned()
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

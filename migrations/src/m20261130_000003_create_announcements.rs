@@ -3,21 +3,10 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::conventions::foreign_key;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-fn fk(
-    table: &'static str,
-    column: &'static str,
-    parent: &'static str,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(format!("fk-{table}-{column}"))
-        .from(table, column)
-        .to(parent, "id")
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -38,8 +27,8 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone("publish_at"))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(big_integer("version"))
-                    .foreign_key(&mut fk("announcements", "cohort_id", "cohorts"))
-                    .foreign_key(&mut fk("announcements", "author_id", "users"))
+                    .foreign_key(&mut foreign_key("announcements", "cohort_id", "cohorts"))
+                    .foreign_key(&mut foreign_key("announcements", "author_id", "users"))
                     .to_owned(),
             )
             .await?;
@@ -50,12 +39,16 @@ impl MigrationTrait for Migration {
                     .col(uuid("announcement_id"))
                     .col(uuid("user_id"))
                     .primary_key(Index::create().col("announcement_id").col("user_id"))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "announcement_recipients",
                         "announcement_id",
                         "announcements",
                     ))
-                    .foreign_key(&mut fk("announcement_recipients", "user_id", "users"))
+                    .foreign_key(&mut foreign_key(
+                        "announcement_recipients",
+                        "user_id",
+                        "users",
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -74,8 +67,12 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone("updated_at"))
                     .col(uuid_null("announcement_id"))
                     .col(timestamp_with_time_zone_null("read_at"))
-                    .foreign_key(&mut fk("announcement_reads", "owner_id", "users"))
-                    .foreign_key(&mut fk("announcement_reads", "cohort_id", "cohorts"))
+                    .foreign_key(&mut foreign_key("announcement_reads", "owner_id", "users"))
+                    .foreign_key(&mut foreign_key(
+                        "announcement_reads",
+                        "cohort_id",
+                        "cohorts",
+                    ))
                     .to_owned(),
             )
             .await?;

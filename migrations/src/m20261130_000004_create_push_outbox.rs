@@ -3,32 +3,10 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::conventions::{foreign_key, index};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-fn fk(
-    table: &'static str,
-    column: &'static str,
-    parent: &'static str,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(format!("fk-{table}-{column}"))
-        .from(table, column)
-        .to(parent, "id")
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
-}
-
-fn index(table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement
-        .name(format!("idx-{table}-{}", columns.join("-")))
-        .table(table);
-    for column in columns {
-        statement.col(*column);
-    }
-    statement.to_owned()
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -52,8 +30,8 @@ impl MigrationTrait for Migration {
                 // Set when FCM says the token is dead; such devices get nothing more.
                 .col(timestamp_with_time_zone_null("deactivated_at"))
                 .col(string_null("deactivation_reason"))
-                .foreign_key(&mut fk("push_devices", "device_id", "devices"))
-                .foreign_key(&mut fk("push_devices", "user_id", "users"))
+                .foreign_key(&mut foreign_key("push_devices", "device_id", "devices"))
+                .foreign_key(&mut foreign_key("push_devices", "user_id", "users"))
                 .to_owned(),
             Table::create()
                 .table("notifications")
@@ -72,8 +50,8 @@ impl MigrationTrait for Migration {
                 .col(string_null("status_reason"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
-                .foreign_key(&mut fk("notifications", "user_id", "users"))
-                .foreign_key(&mut fk("notifications", "cohort_id", "cohorts"))
+                .foreign_key(&mut foreign_key("notifications", "user_id", "users"))
+                .foreign_key(&mut foreign_key("notifications", "cohort_id", "cohorts"))
                 .to_owned(),
             Table::create()
                 .table("deliveries")
@@ -95,7 +73,11 @@ impl MigrationTrait for Migration {
                 .col(string_null("message_id"))
                 .col(timestamp_with_time_zone_null("sent_at"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(&mut fk("deliveries", "notification_id", "notifications"))
+                .foreign_key(&mut foreign_key(
+                    "deliveries",
+                    "notification_id",
+                    "notifications",
+                ))
                 .to_owned(),
         ];
         for table in tables {

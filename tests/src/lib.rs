@@ -36,23 +36,7 @@ pub enum Backend {
 #[macro_export]
 macro_rules! db_test {
     ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block) => {
-        $(#[$meta])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn scenario($app: $crate::TestApp) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::run_scenario($crate::Backend::Sqlite, |_| {}, scenario).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::run_scenario($crate::Backend::Postgres, |_| {}, scenario).await;
-            }
-        }
+        $crate::db_test!($(#[$meta])* async fn $name($app) with |_| {}; $body);
     };
     ($(#[$meta:meta])* async fn $name:ident($app:ident) with $configure:expr; $body:block) => {
         $(#[$meta])*
