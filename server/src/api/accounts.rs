@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use poem::Request;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, param::Path, payload::Json, types::Example,
+};
 use uuid::Uuid;
 
 use super::{
@@ -21,7 +23,7 @@ use crate::{
 
 /// Email and password of an admin or trainer.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct LoginRequest {
     /// The account's email address (case does not matter).
     #[oai(validator(max_length = 254))]
@@ -35,7 +37,7 @@ pub struct LoginRequest {
 
 /// An invite code from the trainer and the name to show in the cohort.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct EnrolRequest {
     /// The invite code as printed, e.g. `K7QM-3XPA`; case, spaces and dashes do not matter.
     #[oai(validator(min_length = 1, max_length = 32))]
@@ -352,5 +354,25 @@ impl AccountsApi {
             )
             .await?;
         Ok(UserCreated::Created(Json(user.into())))
+    }
+}
+
+impl Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: "trainer@veldwerk.test".into(),
+            password: "demo-trainer-wachtwoord".into(),
+            device_name: Some("laptop".into()),
+        }
+    }
+}
+
+impl Example for EnrolRequest {
+    fn example() -> Self {
+        Self {
+            invite_code: "K7QM-3XPA".into(),
+            display_name: "Sanne de Vries".into(),
+            device_name: Some("Pixel 8".into()),
+        }
     }
 }

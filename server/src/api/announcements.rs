@@ -1,7 +1,7 @@
 //! Announcements from trainers to their cohort.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
 use super::{ApiTags, auth::BearerAuth, error::ApiError};
@@ -12,7 +12,7 @@ use crate::service::{
 
 /// A message to the cohort, or to chosen participants.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PublishAnnouncementRequest {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: String,
@@ -197,5 +197,16 @@ impl AnnouncementsApi {
     async fn list(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<Vec<AnnouncementView>>> {
         let views = self.services.list_announcements(&auth.0, id.0).await?;
         Ok(Json(views.into_iter().map(Into::into).collect()))
+    }
+}
+
+impl Example for PublishAnnouncementRequest {
+    fn example() -> Self {
+        Self {
+            title: "Dag 3 begint om 10:00".into(),
+            body: "We beginnen een half uur later, in het Wijkcentrum De Boog.".into(),
+            recipient_ids: vec![],
+            publish_at: None,
+        }
     }
 }

@@ -5,6 +5,7 @@ use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::Example,
 };
 use uuid::Uuid;
 
@@ -151,7 +152,7 @@ pub struct DayPlanInput {
 
 /// A new cohort from a programme template.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateCohortRequest {
     pub organisation_id: Uuid,
     pub programme_id: Uuid,
@@ -183,7 +184,7 @@ pub struct DayChangeInput {
 
 /// Changes to a cohort's schedule.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ScheduleChangeRequest {
     /// A new IANA time zone for all local times.
     #[oai(validator(max_length = 64))]
@@ -517,5 +518,47 @@ impl CohortsApi {
             .revoke_invite(&auth.0, id.0, invite_id.0)
             .await?;
         Ok(NoContent::Done)
+    }
+}
+
+impl Example for CreateCohortRequest {
+    fn example() -> Self {
+        let day = |number: i32, date: &str| DayPlanInput {
+            day_number: number,
+            date: date.parse().unwrap_or_default(),
+            starts_at: NaiveTime::from_hms_opt(9, 30, 0).unwrap_or_default(),
+            ends_at: NaiveTime::from_hms_opt(16, 30, 0).unwrap_or_default(),
+            location: "Stadskantoor, zaal 3.14".into(),
+        };
+        Self {
+            organisation_id: Uuid::nil(),
+            programme_id: Uuid::nil(),
+            name: "Urban Professional Voorbeeldstad, groep 2".into(),
+            time_zone: Some("Europe/Amsterdam".into()),
+            days: vec![
+                day(1, "2027-01-12"),
+                day(2, "2027-02-02"),
+                day(3, "2027-02-23"),
+                day(4, "2027-03-16"),
+                day(5, "2027-04-06"),
+                day(6, "2027-04-27"),
+            ],
+            trainer_ids: vec![],
+        }
+    }
+}
+
+impl Example for ScheduleChangeRequest {
+    fn example() -> Self {
+        Self {
+            time_zone: None,
+            days: vec![DayChangeInput {
+                day_number: 3,
+                date: "2027-03-02".parse().ok(),
+                starts_at: None,
+                ends_at: None,
+                location: Some("Wijkcentrum De Boog".into()),
+            }],
+        }
     }
 }

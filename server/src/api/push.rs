@@ -1,7 +1,7 @@
 //! Push: a device's token, and a cohort's reminder rules and plan.
 
 use chrono::{DateTime, NaiveTime, Utc};
-use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
 use super::{ApiTags, NoContent, auth::BearerAuth, error::ApiError};
@@ -13,7 +13,7 @@ use crate::service::{
 /// This device's push registration. Send it at every app start: that also tells the server the
 /// token is alive (tokens unseen for 30 days get nothing more).
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PushDeviceRequest {
     /// The FCM registration token.
     #[oai(validator(min_length = 1, max_length = 1024))]
@@ -74,7 +74,7 @@ pub struct ReminderRuleView {
 #[derive(Debug, Object)]
 pub struct ReminderRulesView {
     pub rules: Vec<ReminderRuleView>,
-    /// Whether the cohort has its own rules (else its programme's).
+    /// Whether a cohort has its own rules (else its programme's); false for a programme.
     pub overridden: bool,
 }
 
@@ -115,6 +115,21 @@ fn rules_view((rules, overridden): (Vec<ReminderRule>, bool)) -> ReminderRulesVi
             .collect(),
         overridden,
     }
+}
+
+fn to_rules(request: ReminderRulesRequest) -> Vec<ReminderRule> {
+    request
+        .rules
+        .into_iter()
+        .map(|rule| ReminderRule {
+            applies_to: match rule.applies_to {
+                RuleTargetView::BetweenDay => RuleTarget::BetweenDay,
+                RuleTargetView::Harvest => RuleTarget::Harvest,
+            },
+            days_before: rule.days_before,
+            at: rule.at,
+        })
+        .collect()
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -233,6 +248,47 @@ impl PushApi {
         Ok(Json(rules_view(view)))
     }
 
+    /// A programme's reminder rules
+    ///
+    /// Its cohorts follow them unless they have their own. Admins and trainers.
+    #[oai(
+        path = "/programmes/:id/reminder-rules",
+        method = "get",
+        tag = "ApiTags::Push"
+    )]
+    async fn programme_rules(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<ReminderRulesView>> {
+        let rules = self
+            .services
+            .programme_reminder_rules(&auth.0, id.0)
+            .await?;
+        Ok(Json(rules_view((rules, false))))
+    }
+
+    /// Set a programme's reminder rules
+    ///
+    /// Admins. Cohorts without their own rules are replanned.
+    #[oai(
+        path = "/programmes/:id/reminder-rules",
+        method = "put",
+        tag = "ApiTags::Push"
+    )]
+    async fn set_programme_rules(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<ReminderRulesRequest>,
+    ) -> Result<Json<ReminderRulesView>> {
+        let rules = self
+            .services
+            .set_programme_reminder_rules(&auth.0, id.0, to_rules(body.0))
+            .await?;
+        Ok(Json(rules_view((rules, false))))
+    }
+
     /// A cohort's reminder plan
     ///
     /// Who gets which reminder when, and what became of it.
@@ -259,5 +315,19 @@ impl PushApi {
                 })
                 .collect(),
         ))
+    }
+}
+
+impl Example for PushDeviceRequest {
+    fn example() -> Self {
+        Self {
+            token: "fcm-registration-token-from-the-app".into(),
+            platform: "android".into(),
+            locale: "nl-NL".into(),
+            time_zone: "Europe/Amsterdam".into(),
+            app_version: "1.4.2".into(),
+            quiet_hours_start: Some("21:00".into()),
+            quiet_hours_end: Some("08:00".into()),
+        }
     }
 }

@@ -103,6 +103,19 @@ pub fn default_rules() -> Vec<ReminderRule> {
     ]
 }
 
+fn validate_rules(rules: &[ReminderRule]) -> Result<()> {
+    if rules.len() > 20 {
+        return Err(Error::invalid(
+            "too_many_rules",
+            "at most 20 reminder rules",
+        ));
+    }
+    if rules.iter().any(|rule| rule.days_before > 60) {
+        return Err(Error::invalid("invalid_rule", "days_before is at most 60"));
+    }
+    Ok(())
+}
+
 /// Local quiet hours: nothing is sent from `start` to `end` (across midnight when start > end).
 #[derive(Debug, Clone, Copy)]
 pub struct QuietHours {
@@ -315,6 +328,43 @@ impl Services {
         self.rules_for(&cohort).await
     }
 
+    /// The reminder rules of a programme (its cohorts use them unless they have their own).
+    pub async fn programme_reminder_rules(
+        &self,
+        actor: &Actor,
+        programme_id: Uuid,
+    ) -> Result<Vec<ReminderRule>> {
+        self.get_programme(actor, programme_id).await?;
+        self.programme_rules(programme_id).await
+    }
+
+    /// Sets a programme's reminder rules (admins) and replans the cohorts that follow them.
+    pub async fn set_programme_reminder_rules(
+        &self,
+        actor: &Actor,
+        programme_id: Uuid,
+        rules: Vec<ReminderRule>,
+    ) -> Result<Vec<ReminderRule>> {
+        actor.require(&[Role::Admin])?;
+        self.get_programme(actor, programme_id).await?;
+        validate_rules(&rules)?;
+        let value = serde_json::to_value(&rules).map_err(anyhow::Error::from)?;
+        store::set_reminder_rules(&self.db, "programmes", programme_id, Some(value)).await?;
+        for cohort in cohort_store::cohorts_of_programme(&self.db, programme_id).await? {
+            self.plan_reminders(cohort.id).await?;
+        }
+        Ok(rules)
+    }
+
+    async fn programme_rules(&self, programme_id: Uuid) -> Result<Vec<ReminderRule>> {
+        Ok(
+            match store::reminder_rules(&self.db, "programmes", programme_id).await? {
+                Some(rules) => serde_json::from_value(rules).map_err(anyhow::Error::from)?,
+                None => default_rules(),
+            },
+        )
+    }
+
     async fn rules_for(&self, cohort: &cohort::Model) -> Result<(Vec<ReminderRule>, bool)> {
         if let Some(rules) = store::reminder_rules(&self.db, "cohorts", cohort.id).await? {
             return Ok((
@@ -322,12 +372,7 @@ impl Services {
                 true,
             ));
         }
-        let programme = store::reminder_rules(&self.db, "programmes", cohort.programme_id).await?;
-        let rules = match programme {
-            Some(rules) => serde_json::from_value(rules).map_err(anyhow::Error::from)?,
-            None => default_rules(),
-        };
-        Ok((rules, false))
+        Ok((self.programme_rules(cohort.programme_id).await?, false))
     }
 
     /// Brings a cohort's planned reminders in line with its schedule, rules and participants:

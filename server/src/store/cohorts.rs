@@ -119,6 +119,17 @@ pub async fn list_cohorts_of_organisations(
         .await
 }
 
+/// Cohorts run from a programme.
+pub async fn cohorts_of_programme(
+    db: &impl ConnectionTrait,
+    programme_id: Uuid,
+) -> Result<Vec<cohort::Model>, DbErr> {
+    cohort::Entity::find()
+        .filter(cohort::Column::ProgrammeId.eq(programme_id))
+        .all(db)
+        .await
+}
+
 /// Cohorts a user is a member of (as trainer or participant), newest first.
 pub async fn list_cohorts_of_member(
     db: &impl ConnectionTrait,

@@ -24,6 +24,12 @@ db_test!(async fn health_docs_and_spec_are_served(app) {
         assert!(spec["paths"][path].is_object(), "the spec documents {path}");
     }
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
+    for schema in ["LoginRequest", "EnrolRequest", "CreateCohortRequest", "ErrorBody"] {
+        assert!(
+            spec["components"]["schemas"][schema]["example"].is_object(),
+            "{schema} has an example"
+        );
+    }
 
     let docs = app
         .client

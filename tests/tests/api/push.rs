@@ -469,3 +469,23 @@ fcm_test!(async fn push_registration_is_validated(app, fcm) {
             .expect_error(422, code);
     }
 });
+
+fcm_test!(async fn programme_rules_apply_to_cohorts_without_their_own(app, fcm) {
+    let _ = &fcm;
+    let (_sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let admin = crate::fixtures::demo_admin(&app).await;
+    let programme = crate::fixtures::programme_id(&app, &admin).await;
+    let path = format!("/v1/programmes/{programme}/reminder-rules");
+    let body = json!({ "rules": [{ "applies_to": "harvest", "days_before": 1, "at": "10:00:00" }] });
+    app.call(reqwest::Method::PUT, &path, Some(&trainer.token), Some(body.clone()))
+        .await
+        .expect_error(403, "forbidden");
+    let set = app.call(reqwest::Method::PUT, &path, Some(&admin.token), Some(body)).await.expect(200);
+    assert_eq!(set["rules"].as_array().unwrap().len(), 1);
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    let pending: Vec<&Value> = plan.as_array().unwrap().iter().filter(|r| r["status"] == "pending").collect();
+    assert_eq!(pending.len(), 1, "only the programme's one harvest rule is planned");
+    let rules = app.get(&format!("/v1/cohorts/{cohort}/reminder-rules"), &trainer.token).await.expect(200);
+    assert_eq!(rules["overridden"], false);
+    assert_eq!(rules["rules"][0]["applies_to"], "harvest");
+});
