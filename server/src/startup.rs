@@ -89,6 +89,16 @@ impl Application {
         });
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
+        let services = self.services.clone();
+        let drain = Duration::from_secs(services.config().shutdown_drain_secs);
+        let shutdown = async move {
+            shutdown.await;
+            // Report not ready first, so a load balancer stops sending traffic, then stop
+            // accepting and let in-flight requests finish.
+            services.start_draining();
+            tracing::info!(?drain, "shutting down: not ready, draining");
+            tokio::time::sleep(drain).await;
+        };
         let served = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 api::app(self.services),

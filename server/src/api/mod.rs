@@ -14,10 +14,8 @@ pub mod push;
 pub mod sync;
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
-    http::StatusCode,
-    middleware::{CatchPanic, Tracing},
-    web::Json as PoemJson,
+    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, http::StatusCode,
+    middleware::CatchPanic, web::Json as PoemJson,
 };
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 
@@ -102,6 +100,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
         .around(move |endpoint, mut req| async move {
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
@@ -134,9 +133,72 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         })
         // A bug must cost one request a 500, not the connection an empty reply.
         .with(CatchPanic::new())
-        .with(Tracing)
+        .around(log_request)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })
+}
+
+/// Readiness: the database answers, migrations are current, and the process is not shutting
+/// down. 503 otherwise, so a load balancer sends traffic elsewhere.
+#[handler]
+async fn readyz(services: poem::web::Data<&Services>) -> Response {
+    let readiness = services.readiness().await;
+    let details = serde_json::json!({
+        "database_reachable": readiness.database_reachable,
+        "pending_migrations": readiness.pending_migrations,
+        "draining": readiness.draining,
+    });
+    if readiness.is_ready() {
+        PoemJson(serde_json::json!({ "status": "ready", "checks": details })).into_response()
+    } else {
+        PoemJson(serde_json::json!({
+            "code": "not_ready",
+            "message": "this instance is not ready for traffic",
+            "details": details,
+        }))
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .into_response()
+    }
+}
+
+/// One log line per request, in a span carrying a request id (the client's `X-Request-Id` when it
+/// sends a sane one, else a new one), which the response echoes. Never bodies or tokens.
+async fn log_request<E: Endpoint>(
+    endpoint: std::sync::Arc<E>,
+    req: poem::Request,
+) -> poem::Result<Response> {
+    use tracing::Instrument;
+    let request_id = req
+        .header("x-request-id")
+        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let span = tracing::info_span!(
+        "request",
+        request.id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = std::time::Instant::now();
+    async move {
+        let mut response = match endpoint.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => error::normalise(err),
+        };
+        let status = response.status();
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), millis, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), millis, "request");
+        }
+        if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Liveness: the process answers HTTP.

@@ -76,6 +76,23 @@ pub struct Services {
     sender: Arc<dyn PushSender>,
     /// Whether sending is paused after a credential failure.
     pub(crate) push_health: Arc<std::sync::Mutex<PushHealth>>,
+    /// Set when the process is shutting down: readiness turns false so traffic moves elsewhere.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether this process should receive traffic, and why not.
+#[derive(Debug)]
+pub struct Readiness {
+    pub database_reachable: bool,
+    pub pending_migrations: usize,
+    pub draining: bool,
+}
+
+impl Readiness {
+    /// Ready: the database answers, its schema is current, and the process is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.database_reachable && self.pending_migrations == 0 && !self.draining
+    }
 }
 
 /// Sending stops while the push credentials are broken, and ops hears about it once.
@@ -113,6 +130,7 @@ impl Services {
             ))),
             sender,
             push_health: Arc::default(),
+            draining: Arc::default(),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
@@ -122,6 +140,22 @@ impl Services {
     /// The database pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Marks the process as shutting down.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the process can take traffic.
+    pub async fn readiness(&self) -> Readiness {
+        let pending = crate::store::pending_migrations(&self.db).await;
+        Readiness {
+            database_reachable: pending.is_ok(),
+            pending_migrations: pending.unwrap_or(0),
+            draining: self.draining.load(std::sync::atomic::Ordering::SeqCst),
+        }
     }
 
     /// The push sender in use.

@@ -78,6 +78,11 @@ pub fn id_in(
     }
 }
 
+/// How many migrations this build knows that the database has not applied.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None)

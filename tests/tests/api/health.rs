@@ -40,3 +40,30 @@ db_test!(async fn health_docs_and_spec_are_served(app) {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 });
+
+db_test!(async fn readiness_reports_the_database_and_turns_false_while_draining(app) {
+    let get = |path: &'static str| {
+        app.client
+            .get(format!("{}{path}", app.address))
+            .header("x-request-id", "req-123")
+            .send()
+    };
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["x-request-id"], "req-123", "the request id is echoed");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database_reachable"], true);
+    assert_eq!(body["checks"]["pending_migrations"], 0);
+
+    let fresh = get("/healthz").await.unwrap();
+    assert!(!fresh.headers()["x-request-id"].is_empty());
+
+    app.services.start_draining();
+    let draining = get("/readyz").await.unwrap();
+    assert_eq!(draining.status(), 503);
+    let body: serde_json::Value = draining.json().await.unwrap();
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(body["details"]["draining"], true);
+    // Still alive, and still serving, while it drains.
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+});
