@@ -87,6 +87,7 @@ impl Application {
                 Duration::from_secs(self.services.config().push.worker_interval_secs.max(1));
             tokio::spawn(jobs::push::run(self.services.clone(), worker, interval))
         });
+        let relay = tokio::spawn(self.services.clone().relay_notices());
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
         let services = self.services.clone();
@@ -108,6 +109,7 @@ impl Application {
             .await
             .context("The HTTP server failed");
         purger.abort();
+        relay.abort();
         if let Some(push_worker) = push_worker {
             push_worker.abort();
         }

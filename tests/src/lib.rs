@@ -215,6 +215,19 @@ impl TestApp {
         })
     }
 
+    /// Starts a second server process on this app's database, as another replica would run.
+    pub async fn start_replica(&self) -> Replica {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().expect("a valid address");
+        config.demo_data = false;
+        let (server, address, services) = ServerProcess::start(config).await;
+        Replica {
+            address,
+            services,
+            _server: server,
+        }
+    }
+
     /// Kills the server at once, dropping in-flight requests mid-way, as a crash would.
     pub fn kill(&mut self) {
         self.server.stop();
@@ -300,6 +313,13 @@ impl TestApp {
     }
 }
 
+/// A second server on the same database; stopped when dropped.
+pub struct Replica {
+    pub address: String,
+    pub services: veldwerk_server::service::Services,
+    _server: ServerProcess,
+}
+
 /// A status, headers and JSON body (`Null` when the body is empty or not JSON).
 #[derive(Debug)]
 pub struct Reply {
@@ -354,8 +374,14 @@ impl Reply {
     }
 }
 
+/// A fresh, empty database for a test that needs one without a server (`None`: PostgreSQL is not
+/// configured).
+pub async fn fresh_database(backend: Backend) -> Option<TestDatabase> {
+    TestDatabase::create(backend).await
+}
+
 /// A database that exists for one test.
-struct TestDatabase {
+pub struct TestDatabase {
     url: String,
     /// For PostgreSQL: the server URL and the database name to drop afterwards.
     postgres: Option<(String, String)>,
@@ -364,6 +390,11 @@ struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// Its connection URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => {

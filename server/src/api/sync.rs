@@ -189,7 +189,8 @@ struct Interest {
 
 impl Interest {
     fn concerns(&self, notice: &ChangeNotice) -> bool {
-        notice.users.contains(&self.user)
+        notice.everyone
+            || notice.users.contains(&self.user)
             || notice
                 .member_cohorts
                 .iter()

@@ -70,6 +70,8 @@ pub struct Services {
     account_limiter: Arc<RateLimiter>,
     /// Change notices for live sync streams.
     changes: tokio::sync::broadcast::Sender<Arc<sync::ChangeNotice>>,
+    /// This process, among replicas.
+    instance_id: uuid::Uuid,
     /// The server's hybrid logical clock, returned to devices so theirs move past it.
     clock: Arc<std::sync::Mutex<veldwerk_sync_protocol::Clock>>,
     /// Where push messages go: FCM, or the log.
@@ -125,6 +127,7 @@ impl Services {
             address_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_address, window)),
             account_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_account, window)),
             changes: tokio::sync::broadcast::channel(1024).0,
+            instance_id: uuid::Uuid::now_v7(),
             clock: Arc::new(std::sync::Mutex::new(veldwerk_sync_protocol::Clock::new(
                 "server",
             ))),

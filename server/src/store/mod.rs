@@ -84,11 +84,29 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, sea_or
 }
 
 /// Applies every pending migration.
+///
+/// On PostgreSQL the migrations run in one transaction holding an advisory lock, so replicas that
+/// start together migrate once: the others wait, then find nothing left to do.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None)
+            .await
+            .context("Failed to apply the database migrations");
+    }
+    let txn = db.begin().await.context("Failed to start the migration")?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await
-        .context("Failed to apply the database migrations")
+        .context("Failed to take the migration lock")?;
+    Migrator::up(&txn, None)
+        .await
+        .context("Failed to apply the database migrations")?;
+    txn.commit()
+        .await
+        .context("Failed to commit the migrations")
 }
+
+/// The advisory lock key that serialises migrations across replicas ("VELDWERK" in ASCII).
+const MIGRATION_LOCK: i64 = 0x5645_4c44_5745_524b;
 
 fn sqlite_file(url: &str) -> Option<&str> {
     let rest = url

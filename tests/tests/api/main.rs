@@ -11,5 +11,6 @@ mod invites;
 mod isolation;
 mod protocol_doc;
 mod push;
+mod replicas;
 mod sync;
 mod sync_faults;

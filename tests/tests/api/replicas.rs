@@ -1,0 +1,87 @@
+//! Several server processes on one PostgreSQL database.
+
+use sea_orm::{ConnectionTrait, Statement};
+use veldwerk_tests::{Backend, POSTGRES_URL_VAR, fresh_database, veldwerk_server::store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_run_the_migrations_once() {
+    let Some(database) = fresh_database(Backend::Postgres).await else {
+        eprintln!("skipped: {POSTGRES_URL_VAR} is not set, so this PostgreSQL test did not run");
+        return;
+    };
+    let (a, b) = (
+        store::connect(database.url()).await.unwrap(),
+        store::connect(database.url()).await.unwrap(),
+    );
+    let (first, second) = tokio::join!(store::migrate(&a), store::migrate(&b));
+    first.unwrap();
+    second.unwrap();
+    let applied = a
+        .query_one_raw(Statement::from_string(
+            a.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(applied, 4, "each migration recorded once");
+    assert_eq!(store::pending_migrations(&b).await.unwrap(), 0);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_is_poked_by_a_change_through_another() {
+    veldwerk_tests::run_scenario(
+        Backend::Postgres,
+        |_| {},
+        |app| async move {
+            use futures_util::StreamExt;
+            let replica = app.start_replica().await;
+            let (mut phone, cohort, _) = crate::sync::phone(&app, "Sanne").await;
+            let token = phone.debug_token().to_owned();
+            let mut tablet = crate::sync::tablet(&app, &phone, &token).await;
+            tablet.address = replica.address.clone();
+            let response = app
+                .client
+                .get(format!("{}/v1/sync/events", replica.address))
+                .bearer_auth(tablet.debug_token())
+                .header("veldwerk-protocol", "1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let mut events = response.bytes_stream();
+            let mut received = String::new();
+            let mut wait_for = async |name: &str| {
+                tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    while !received.contains(&format!("event: {name}")) {
+                        let chunk = events.next().await.expect("the stream stays open").unwrap();
+                        received.push_str(&String::from_utf8_lossy(&chunk));
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event from the other replica"));
+                received.clear();
+            };
+            wait_for("ready").await;
+            let id = uuid::Uuid::now_v7();
+            phone.write(
+                "interviews",
+                id,
+                Some(cohort),
+                serde_json::json!({ "name_consent": false, "status": "draft", "notes": "via A" }),
+            );
+            phone.sync().await.unwrap();
+            wait_for("poke").await;
+            tablet.pull().await.unwrap();
+            assert!(
+                tablet.view("interviews", id).is_some(),
+                "replica B serves what A stored"
+            );
+        },
+    )
+    .await;
+}
