@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod jobs;
+pub mod metrics;
 pub mod push;
 pub mod service;
 pub mod startup;

@@ -101,6 +101,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
+        .at("/metrics", get(metrics))
         .around(move |endpoint, mut req| async move {
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
@@ -168,6 +169,8 @@ async fn log_request<E: Endpoint>(
     req: poem::Request,
 ) -> poem::Result<Response> {
     use tracing::Instrument;
+    let services = req.data::<Services>().cloned();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
     let request_id = req
         .header("x-request-id")
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
@@ -186,6 +189,11 @@ async fn log_request<E: Endpoint>(
             Err(err) => error::normalise(err),
         };
         let status = response.status();
+        if let Some(services) = &services {
+            services
+                .metrics()
+                .observe_request(&method, &path, status.as_u16(), started.elapsed());
+        }
         let millis = started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), millis, "request failed");
@@ -199,6 +207,40 @@ async fn log_request<E: Endpoint>(
     }
     .instrument(span)
     .await
+}
+
+/// Prometheus metrics: requests, sync, live streams, push sends, the outbox, the database pool.
+#[handler]
+async fn metrics(services: poem::web::Data<&Services>) -> Response {
+    let (pending, lag) = crate::store::push::outbox_backlog(services.db(), chrono::Utc::now())
+        .await
+        .unwrap_or((0, 0.0));
+    let (size, idle) = crate::store::pool_use(services.db());
+    let text = services.metrics().render(&[
+        (
+            "veldwerk_outbox_pending",
+            "Push deliveries waiting to be sent.",
+            pending as f64,
+        ),
+        (
+            "veldwerk_outbox_lag_seconds",
+            "How long the most overdue delivery has waited.",
+            lag,
+        ),
+        (
+            "veldwerk_db_pool_connections",
+            "Database connections open.",
+            size as f64,
+        ),
+        (
+            "veldwerk_db_pool_idle",
+            "Database connections idle.",
+            idle as f64,
+        ),
+    ]);
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
 }
 
 /// Liveness: the process answers HTTP.

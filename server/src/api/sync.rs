@@ -175,7 +175,8 @@ async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Respon
         staff: staff.into_iter().collect(),
     };
     let receiver = services.subscribe_changes();
-    Ok(SSE::new(poke_stream(receiver, interest))
+    let open = OpenStream::new(services.clone());
+    Ok(SSE::new(poke_stream(receiver, interest, open))
         .keep_alive(Duration::from_secs(15))
         .into_response())
 }
@@ -199,14 +200,37 @@ impl Interest {
     }
 }
 
+/// Counts an open stream for `/metrics` while it lives.
+struct OpenStream(Services);
+
+impl OpenStream {
+    fn new(services: Services) -> Self {
+        services
+            .metrics()
+            .open_streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(services)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0
+            .metrics()
+            .open_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn poke_stream(
     receiver: tokio::sync::broadcast::Receiver<Arc<ChangeNotice>>,
     interest: Interest,
+    open: OpenStream,
 ) -> impl Stream<Item = Event> + Send + 'static {
     let ready = stream::once(async { Event::message("{}").event_type("ready") });
     let pokes = stream::unfold(
-        (receiver, interest),
-        |(mut receiver, interest)| async move {
+        (receiver, interest, open),
+        |(mut receiver, interest, open)| async move {
             loop {
                 match receiver.recv().await {
                     Ok(notice) if interest.concerns(&notice) => break,
@@ -218,7 +242,7 @@ fn poke_stream(
             }
             Some((
                 Event::message("{}").event_type("poke"),
-                (receiver, interest),
+                (receiver, interest, open),
             ))
         },
     );

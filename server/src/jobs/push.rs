@@ -157,6 +157,7 @@ async fn record_outcomes(
             services.push_recovered();
         }
         outcome.sent += sent.len();
+        services.metrics().observe_sent(sent.len());
     }
     Ok(outcome)
 }
@@ -244,6 +245,14 @@ async fn record(
         message_id: None,
         sent_at: None,
     };
+    let (label, code) = match &result {
+        SendOutcome::Sent { .. } => ("sent", ""),
+        SendOutcome::TokenInvalid { code, .. } => ("pruned", code.as_str()),
+        SendOutcome::Retry { code, .. } => ("retry", code.as_str()),
+        SendOutcome::AuthFailure { code, .. } => ("auth_failure", code.as_str()),
+        SendOutcome::Failed { code, .. } => ("failed", code.as_str()),
+    };
+    services.metrics().observe_send(label, code);
     match result {
         SendOutcome::Sent { message_id } => {
             services.push_recovered();

@@ -72,6 +72,8 @@ pub struct Services {
     changes: tokio::sync::broadcast::Sender<Arc<sync::ChangeNotice>>,
     /// This process, among replicas.
     instance_id: uuid::Uuid,
+    /// What the process counts, for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
     /// The server's hybrid logical clock, returned to devices so theirs move past it.
     clock: Arc<std::sync::Mutex<veldwerk_sync_protocol::Clock>>,
     /// Where push messages go: FCM, or the log.
@@ -128,6 +130,7 @@ impl Services {
             account_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_account, window)),
             changes: tokio::sync::broadcast::channel(1024).0,
             instance_id: uuid::Uuid::now_v7(),
+            metrics: Arc::default(),
             clock: Arc::new(std::sync::Mutex::new(veldwerk_sync_protocol::Clock::new(
                 "server",
             ))),
@@ -143,6 +146,11 @@ impl Services {
     /// The database pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Marks the process as shutting down.

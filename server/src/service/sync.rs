@@ -299,6 +299,21 @@ impl Services {
         if !touched.is_empty() {
             self.publish_notice(notice);
         }
+        let rejected = results
+            .iter()
+            .filter(|result| result.status == MutationStatus::Rejected)
+            .count() as u64;
+        let metrics = self.metrics();
+        metrics
+            .sync_pushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .mutations_rejected
+            .fetch_add(rejected, std::sync::atomic::Ordering::Relaxed);
+        metrics.mutations_applied.fetch_add(
+            results.len() as u64 - rejected,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(PushResponse {
             results,
             server_clock: self.server_clock(max_clock.as_ref(), now_ms),
@@ -431,6 +446,9 @@ impl Services {
             (va, change_rank(a), change_key(a)).cmp(&(vb, change_rank(b), change_key(b)))
         });
         let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        self.metrics()
+            .sync_pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(PullResponse {
             changes: changes.into_iter().map(|(_, change)| change).collect(),
             cursor: cursor::encode(bound),

@@ -78,6 +78,20 @@ pub fn id_in(
     }
 }
 
+/// Connections of the pool: (open, idle).
+pub fn pool_use(db: &DatabaseConnection) -> (u32, usize) {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+    }
+}
+
 /// How many migrations this build knows that the database has not applied.
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr> {
     Ok(Migrator::get_pending_migrations(db).await?.len())

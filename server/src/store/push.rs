@@ -469,6 +469,28 @@ pub async fn prune_token_deliveries(
         .map(drop)
 }
 
+/// Pending deliveries, and how long the most overdue one has waited, in seconds.
+pub async fn outbox_backlog(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<(u64, f64), DbErr> {
+    use sea_orm::PaginatorTrait;
+    let pending = delivery::Entity::find()
+        .filter(delivery::Column::Status.eq("pending"))
+        .count(db)
+        .await?;
+    let oldest = delivery::Entity::find()
+        .filter(delivery::Column::Status.eq("pending"))
+        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .order_by_asc(delivery::Column::NextAttemptAt)
+        .one(db)
+        .await?;
+    let lag = oldest.map_or(0.0, |d| {
+        Ord::max((now - d.next_attempt_at).num_milliseconds(), 0) as f64 / 1000.0
+    });
+    Ok((pending, lag))
+}
+
 /// Deliveries of some notifications.
 pub async fn deliveries_of(
     db: &impl ConnectionTrait,

@@ -67,3 +67,51 @@ db_test!(async fn readiness_reports_the_database_and_turns_false_while_draining(
     // Still alive, and still serving, while it drains.
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
 });
+
+db_test!(async fn metrics_count_requests_sync_and_streams(app) {
+    use futures_util::StreamExt;
+    let (mut phone, cohort, trainer) = crate::sync::phone(&app, "Sanne").await;
+    app.get(&format!("/v1/cohorts/{cohort}"), &trainer.token).await.expect(200);
+    phone.write(
+        "interviews",
+        uuid::Uuid::now_v7(),
+        Some(cohort),
+        serde_json::json!({ "name_consent": false, "status": "draft" }),
+    );
+    phone.write("interviews", uuid::Uuid::now_v7(), Some(cohort), serde_json::json!({ "status": "nope" }));
+    phone.sync().await.unwrap();
+    let stream = app
+        .client
+        .get(format!("{}/v1/sync/events", app.address))
+        .bearer_auth(phone.debug_token())
+        .header("veldwerk-protocol", "1")
+        .send()
+        .await
+        .unwrap();
+    let mut events = stream.bytes_stream();
+    let _ready = events.next().await;
+
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"veldwerk_http_requests_total{method="GET",route="/v1/cohorts/{id}",status="200"} 1"#,
+        "veldwerk_sync_pushes_total 1",
+        "veldwerk_sync_mutations_applied_total 1",
+        "veldwerk_sync_mutations_rejected_total 1",
+        "veldwerk_sync_open_streams 1",
+        "veldwerk_outbox_pending 0",
+        "# TYPE veldwerk_http_request_duration_seconds histogram",
+        "veldwerk_db_pool_connections",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(text.contains("veldwerk_sync_pulls_total"));
+    drop(events);
+});

@@ -117,6 +117,16 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
         assert!(codes.contains(&code), "{codes:?}");
     }
 
+    // Ops sees sends by outcome and FCM error code.
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"veldwerk_push_sends_total{outcome="sent",code=""} 1"#,
+        r#"veldwerk_push_sends_total{outcome="pruned",code="UNREGISTERED"} 1"#,
+        r#"veldwerk_push_sends_total{outcome="pruned",code="SENDER_ID_MISMATCH"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line:?}");
+    }
+
     // Pruned tokens get nothing more; nothing goes out twice.
     announce(&app, &trainer, cohort, "Tweede bericht").await;
     run_once(&app.services, "worker-a").await.unwrap();
