@@ -14,6 +14,7 @@ const USAGE: &str = "usage: veldwerk [serve | migrate | openapi | bootstrap ...]
   serve      run the HTTP server (the default)
   migrate    apply database migrations and exit
   openapi    print the OpenAPI spec as JSON
+  health     exit 0 if the server on this machine answers /readyz (for container health checks)
   bootstrap --provider NAME --email EMAIL [--name DISPLAY_NAME]
              create a provider, its first admin (password read from standard input) and the
              Urban Professional programme: the first step of a production installation
@@ -31,6 +32,7 @@ async fn main() -> ExitCode {
         "migrate" => migrate().await,
         "openapi" => print_openapi().await,
         "bootstrap" => bootstrap(std::env::args().skip(2).collect()).await,
+        "health" => health().await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -120,6 +122,24 @@ async fn bootstrap(args: Vec<String>) -> anyhow::Result<()> {
         provider.name,
         provider.id,
         admin.email.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Asks the local server whether it is ready; for a container's HEALTHCHECK, which has no curl.
+async fn health() -> anyhow::Result<()> {
+    let config = Config::load()?;
+    let port = config.listen.port();
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .context("the server does not answer")?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "not ready: {}",
+        response.status()
     );
     Ok(())
 }

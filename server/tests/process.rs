@@ -56,6 +56,23 @@ fn the_binary_serves_on_port_and_stops_cleanly_on_sigterm() {
             .status()
     });
     assert_eq!(ready, 200);
+    // The container's HEALTHCHECK: the binary asks the server on $PORT.
+    let health = veldwerk(data.path())
+        .env("PORT", port)
+        .arg("health")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(health.success(), "`veldwerk health` sees a ready server");
+    let unreachable = veldwerk(data.path())
+        .env("PORT", "1")
+        .arg("health")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!unreachable.success(), "and fails where nothing answers");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
