@@ -169,6 +169,9 @@ pub struct Config {
     /// Seconds between a shutdown signal and closing the listener, while `/readyz` says not
     /// ready (give the load balancer time to notice).
     pub shutdown_drain_secs: u64,
+    /// Seconds in-flight requests (and the push round in hand) get to finish after the listener
+    /// closed.
+    pub shutdown_grace_secs: u64,
     /// Days a deletion is kept for devices to sync it; devices offline longer re-sync fully.
     pub tombstone_retention_days: u64,
     /// Trust the first address of `X-Forwarded-For` as the client (only behind a proxy that sets it).
@@ -194,6 +197,7 @@ impl Default for Config {
             push: PushConfig::default(),
             min_app_version: None,
             shutdown_drain_secs: 0,
+            shutdown_grace_secs: 10,
             tombstone_retention_days: 90,
             trust_forwarded_for: false,
         }
@@ -303,6 +307,7 @@ impl Config {
                 "QUIET_HOURS_END" => self.push.quiet_hours_end = value.clone(),
                 "PUSH_WORKER_INTERVAL_SECS" => self.push.worker_interval_secs = parse(name, value)?,
                 "PUSH_WORKER" => self.push.worker_enabled = parse(name, value)?,
+                "SHUTDOWN_GRACE_SECS" => self.shutdown_grace_secs = parse(name, value)?,
                 "SHUTDOWN_DRAIN_SECS" => self.shutdown_drain_secs = parse(name, value)?,
                 "TOMBSTONE_RETENTION_DAYS" => self.tombstone_retention_days = parse(name, value)?,
                 "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,

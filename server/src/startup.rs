@@ -81,17 +81,24 @@ impl Application {
             Duration::from_secs(3_600),
             retention,
         ));
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let push_worker = self.services.config().push.worker_enabled.then(|| {
             let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
             let interval =
                 Duration::from_secs(self.services.config().push.worker_interval_secs.max(1));
-            tokio::spawn(jobs::push::run(self.services.clone(), worker, interval))
+            tokio::spawn(jobs::push::run(
+                self.services.clone(),
+                worker,
+                interval,
+                worker_stopped,
+            ))
         });
         let relay = tokio::spawn(self.services.clone().relay_notices());
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
         let services = self.services.clone();
         let drain = Duration::from_secs(services.config().shutdown_drain_secs);
+        let grace = Duration::from_secs(services.config().shutdown_grace_secs);
         let shutdown = async move {
             shutdown.await;
             // Report not ready first, so a load balancer stops sending traffic, then stop
@@ -101,17 +108,17 @@ impl Application {
             tokio::time::sleep(drain).await;
         };
         let served = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                api::app(self.services),
-                shutdown,
-                Some(Duration::from_secs(10)),
-            )
+            .run_with_graceful_shutdown(api::app(self.services), shutdown, Some(grace))
             .await
             .context("The HTTP server failed");
         purger.abort();
         relay.abort();
         if let Some(push_worker) = push_worker {
-            push_worker.abort();
+            // Let the round in hand finish its sends and record them, within the grace period.
+            let _ = stop_worker.send(true);
+            if tokio::time::timeout(grace, push_worker).await.is_err() {
+                tracing::warn!("the push worker did not finish within the grace period");
+            }
         }
         served
     }

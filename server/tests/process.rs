@@ -34,14 +34,26 @@ fn the_binary_serves_on_port_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut seen: Vec<String> = Vec::new();
     let address = lines
         .by_ref()
         .map_while(Result::ok)
+        .inspect(|line| seen.push(line.clone()))
         .find_map(|line| {
             line.strip_prefix("Veldwerk listens on http://")
                 .map(str::to_owned)
         })
         .expect("the server says where it listens");
+    let invite = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .inspect(|line| seen.push(line.clone()))
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("participant invite codes: ")
+                .map(|codes| codes.split(", ").next().unwrap_or_default().to_owned())
+        })
+        .expect("the demo prints invite codes");
     assert!(
         address.starts_with("0.0.0.0:"),
         "PORT means all interfaces: {address}"
@@ -56,6 +68,56 @@ fn the_binary_serves_on_port_and_stops_cleanly_on_sigterm() {
             .status()
     });
     assert_eq!(ready, 200);
+    // Use it with secrets and personal content, to check the logs afterwards.
+    let secret_note = "Mevrouw Jansen vertelde over haar schulden";
+    let access_token = runtime.block_on(async {
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let trainer: serde_json::Value = client
+            .post(format!("{base}/v1/auth/login"))
+            .json(&serde_json::json!({ "email": "trainer@veldwerk.test", "password": "demo-trainer-wachtwoord" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session: serde_json::Value = client
+            .post(format!("{base}/v1/auth/enrol"))
+            .json(&serde_json::json!({ "invite_code": invite, "display_name": "Sanne" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = session["access_token"].as_str().unwrap().to_owned();
+        let device = session["device_id"].as_str().unwrap().replace('-', "");
+        let cohorts: serde_json::Value = client
+            .get(format!("{base}/v1/cohorts"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let pushed = client
+            .post(format!("{base}/v1/sync/push"))
+            .bearer_auth(&token)
+            .header("veldwerk-protocol", "1")
+            .json(&serde_json::json!({ "mutations": [{
+                "id": uuid::Uuid::now_v7(), "collection": "interviews", "record_id": uuid::Uuid::now_v7(),
+                "cohort_id": cohorts[0]["id"], "clock": format!("1796016342000-000000-{device}"),
+                "fields": { "name_consent": false, "status": "draft", "notes": secret_note }
+            }]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 200);
+        assert!(trainer["access_token"].is_string());
+        token
+    });
     // The container's HEALTHCHECK: the binary asks the server on $PORT.
     let health = veldwerk(data.path())
         .env("PORT", port)
@@ -91,6 +153,25 @@ fn the_binary_serves_on_port_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "a clean exit after SIGTERM: {exit:?}");
+    seen.extend(lines.map_while(Result::ok));
+    // The log lines (JSON), not the start-up banner, which prints the demo logins on purpose.
+    let log = seen
+        .iter()
+        .filter(|line| line.starts_with('{'))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        log.contains(r#""request.id""#),
+        "JSON request lines with ids: {log}"
+    );
+    for secret in [
+        "demo-trainer-wachtwoord",
+        access_token.as_str(),
+        secret_note,
+    ] {
+        assert!(!log.contains(secret), "the log must not contain {secret:?}");
+    }
 }
 
 #[test]

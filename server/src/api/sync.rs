@@ -152,8 +152,10 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
     Ok(Json(response).into_response())
 }
 
-/// Server-sent events: `ready` once, then `poke` whenever something in the caller's scope
-/// changed. Pokes carry no data: the client pulls. Comments keep idle connections open.
+/// Server-sent events: a retry hint and `ready` once, then `poke` whenever something in the
+/// caller's scope changed. Pokes carry no data: the client pulls. Comments keep idle connections
+/// open. When the server shuts down, `reconnect` ends the stream; the client reconnects after the
+/// retry hint (to another replica).
 #[cfg(test)]
 mod tests {
     #[test]
@@ -222,29 +224,36 @@ impl Drop for OpenStream {
     }
 }
 
+/// How long a client waits before reconnecting a closed stream, in milliseconds.
+const RECONNECT_AFTER_MS: u64 = 3_000;
+
 fn poke_stream(
     receiver: tokio::sync::broadcast::Receiver<Arc<ChangeNotice>>,
     interest: Interest,
     open: OpenStream,
 ) -> impl Stream<Item = Event> + Send + 'static {
-    let ready = stream::once(async { Event::message("{}").event_type("ready") });
-    let pokes = stream::unfold(
-        (receiver, interest, open),
-        |(mut receiver, interest, open)| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(notice) if interest.concerns(&notice) => break,
-                    Ok(_) => continue,
-                    // Missed notices: one of them may have concerned us, so poke to be safe.
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return None,
+    let hello = stream::iter([
+        Event::retry(RECONNECT_AFTER_MS),
+        Event::message("{}").event_type("ready"),
+    ]);
+    let pokes = stream::unfold(Some((receiver, interest, open)), |state| async move {
+        let (mut receiver, interest, open) = state?;
+        loop {
+            match receiver.recv().await {
+                Ok(_) if open.0.is_draining() => {
+                    return Some((Event::message("{}").event_type("reconnect"), None));
                 }
+                Ok(notice) if interest.concerns(&notice) => break,
+                Ok(_) => continue,
+                // Missed notices: one of them may have concerned us, so poke to be safe.
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return None,
             }
-            Some((
-                Event::message("{}").event_type("poke"),
-                (receiver, interest, open),
-            ))
-        },
-    );
-    ready.chain(pokes).boxed()
+        }
+        Some((
+            Event::message("{}").event_type("poke"),
+            Some((receiver, interest, open)),
+        ))
+    });
+    hello.chain(pokes).boxed()
 }

@@ -172,16 +172,29 @@ impl Outcome {
     }
 }
 
-/// Runs [`run_once`] every `interval` until the task is dropped.
-pub async fn run(services: Services, worker: String, interval: Duration) {
+/// Runs [`run_once`] every `interval` until `stop` turns true; a round in progress is finished
+/// first, so a shutdown does not cut a batch of sends in half.
+pub async fn run(
+    services: Services,
+    worker: String,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
         if let Err(err) = run_once(&services, &worker).await {
             tracing::error!(error = %err, "push worker round failed");
         }
     }
+    tracing::info!("push worker stopped");
 }
 
 async fn send(services: &Services, delivery: &delivery::Model) -> SendOutcome {

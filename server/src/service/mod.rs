@@ -157,6 +157,17 @@ impl Services {
     pub fn start_draining(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake this replica's live streams so they can say goodbye (only here: other replicas
+        // keep serving).
+        let _ = self.changes.send(Arc::new(sync::ChangeNotice {
+            everyone: true,
+            ..sync::ChangeNotice::default()
+        }));
+    }
+
+    /// Whether the process is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether the process can take traffic.

@@ -115,3 +115,39 @@ db_test!(async fn metrics_count_requests_sync_and_streams(app) {
     assert!(text.contains("veldwerk_sync_pulls_total"));
     drop(events);
 });
+
+db_test!(async fn live_streams_are_told_to_reconnect_when_the_server_drains(app) {
+    use futures_util::StreamExt;
+    let (phone, _, _) = crate::sync::phone(&app, "Sanne").await;
+    let response = app
+        .client
+        .get(format!("{}/v1/sync/events", app.address))
+        .bearer_auth(phone.debug_token())
+        .header("veldwerk-protocol", "1")
+        .send()
+        .await
+        .unwrap();
+    let mut events = response.bytes_stream();
+    let mut received = String::new();
+    let until = |received: &String, text: &str| received.contains(text);
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !until(&received, "event: ready") {
+            let chunk = events.next().await.unwrap().unwrap();
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the stream opens");
+    assert!(received.contains("retry: 3000"), "a reconnect hint comes first: {received:?}");
+    app.services.start_draining();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(chunk) = events.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        rest
+    })
+    .await
+    .expect("the stream ends while the server drains");
+    assert!(ended.contains("event: reconnect"), "{ended:?}");
+});

@@ -499,3 +499,20 @@ fcm_test!(async fn programme_rules_apply_to_cohorts_without_their_own(app, fcm) 
     assert_eq!(rules["overridden"], false);
     assert_eq!(rules["rules"][0]["applies_to"], "harvest");
 });
+
+veldwerk_tests::db_test!(async fn the_push_worker_finishes_its_round_and_stops_when_asked(app) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(veldwerk_tests::veldwerk_server::jobs::push::run(
+        app.services.clone(),
+        "stopping".into(),
+        Duration::from_secs(3_600),
+        stopped,
+    ));
+    // Let it run its first round, then ask it to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the worker stops when asked")
+        .unwrap();
+});
