@@ -320,6 +320,69 @@ pub struct Replica {
     _server: ServerProcess,
 }
 
+/// A live sync stream (`GET /v1/sync/events`) as a test reads it.
+pub struct LiveStream {
+    events:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>, reqwest::Error>> + Send>>,
+    received: String,
+}
+
+impl LiveStream {
+    /// Opens the stream on a server as the device with this access token.
+    pub async fn open(client: &reqwest::Client, address: &str, token: &str) -> Self {
+        use futures_util::StreamExt;
+        let response = client
+            .get(format!("{address}/v1/sync/events"))
+            .bearer_auth(token)
+            .header("veldwerk-protocol", "1")
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            events: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|b| b.to_vec()))
+                .boxed(),
+            received: String::new(),
+        }
+    }
+
+    /// Waits (at most 10 s, then fails the test) for an event of this name, and returns what
+    /// arrived up to it.
+    pub async fn next_event(&mut self, name: &str) -> String {
+        use futures_util::StreamExt;
+        let marker = format!("event: {name}");
+        let events = &mut self.events;
+        let received = &mut self.received;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !received.contains(&marker) {
+                let chunk = events.next().await.expect("the stream stays open").unwrap();
+                received.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {name} event; got {received:?}"));
+        std::mem::take(received)
+    }
+
+    /// Reads until the server ends the stream (at most 10 s); returns what arrived.
+    pub async fn until_closed(&mut self) -> String {
+        use futures_util::StreamExt;
+        let events = &mut self.events;
+        let received = &mut self.received;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(chunk) = events.next().await {
+                received.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            }
+        })
+        .await
+        .expect("the stream ends");
+        std::mem::take(received)
+    }
+}
+
 /// A status, headers and JSON body (`Null` when the body is empty or not JSON).
 #[derive(Debug)]
 pub struct Reply {

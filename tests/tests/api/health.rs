@@ -69,7 +69,6 @@ db_test!(async fn readiness_reports_the_database_and_turns_false_while_draining(
 });
 
 db_test!(async fn metrics_count_requests_sync_and_streams(app) {
-    use futures_util::StreamExt;
     let (mut phone, cohort, trainer) = crate::sync::phone(&app, "Sanne").await;
     app.get(&format!("/v1/cohorts/{cohort}"), &trainer.token).await.expect(200);
     phone.write(
@@ -80,16 +79,9 @@ db_test!(async fn metrics_count_requests_sync_and_streams(app) {
     );
     phone.write("interviews", uuid::Uuid::now_v7(), Some(cohort), serde_json::json!({ "status": "nope" }));
     phone.sync().await.unwrap();
-    let stream = app
-        .client
-        .get(format!("{}/v1/sync/events", app.address))
-        .bearer_auth(phone.debug_token())
-        .header("veldwerk-protocol", "1")
-        .send()
-        .await
-        .unwrap();
-    let mut events = stream.bytes_stream();
-    let _ready = events.next().await;
+    let mut live =
+        veldwerk_tests::LiveStream::open(&app.client, &app.address, phone.debug_token()).await;
+    live.next_event("ready").await;
 
     let text = app
         .client
@@ -113,41 +105,16 @@ db_test!(async fn metrics_count_requests_sync_and_streams(app) {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     assert!(text.contains("veldwerk_sync_pulls_total"));
-    drop(events);
+    drop(live);
 });
 
 db_test!(async fn live_streams_are_told_to_reconnect_when_the_server_drains(app) {
-    use futures_util::StreamExt;
     let (phone, _, _) = crate::sync::phone(&app, "Sanne").await;
-    let response = app
-        .client
-        .get(format!("{}/v1/sync/events", app.address))
-        .bearer_auth(phone.debug_token())
-        .header("veldwerk-protocol", "1")
-        .send()
-        .await
-        .unwrap();
-    let mut events = response.bytes_stream();
-    let mut received = String::new();
-    let until = |received: &String, text: &str| received.contains(text);
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while !until(&received, "event: ready") {
-            let chunk = events.next().await.unwrap().unwrap();
-            received.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await
-    .expect("the stream opens");
-    assert!(received.contains("retry: 3000"), "a reconnect hint comes first: {received:?}");
+    let mut live =
+        veldwerk_tests::LiveStream::open(&app.client, &app.address, phone.debug_token()).await;
+    let hello = live.next_event("ready").await;
+    assert!(hello.contains("retry: 3000"), "a reconnect hint comes first: {hello:?}");
     app.services.start_draining();
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let mut rest = String::new();
-        while let Some(chunk) = events.next().await {
-            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        }
-        rest
-    })
-    .await
-    .expect("the stream ends while the server drains");
+    let ended = live.until_closed().await;
     assert!(ended.contains("event: reconnect"), "{ended:?}");
 });

@@ -38,35 +38,18 @@ async fn a_stream_on_one_replica_is_poked_by_a_change_through_another() {
         Backend::Postgres,
         |_| {},
         |app| async move {
-            use futures_util::StreamExt;
             let replica = app.start_replica().await;
             let (mut phone, cohort, _) = crate::sync::phone(&app, "Sanne").await;
             let token = phone.debug_token().to_owned();
             let mut tablet = crate::sync::tablet(&app, &phone, &token).await;
             tablet.address = replica.address.clone();
-            let response = app
-                .client
-                .get(format!("{}/v1/sync/events", replica.address))
-                .bearer_auth(tablet.debug_token())
-                .header("veldwerk-protocol", "1")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let mut events = response.bytes_stream();
-            let mut received = String::new();
-            let mut wait_for = async |name: &str| {
-                tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                    while !received.contains(&format!("event: {name}")) {
-                        let chunk = events.next().await.expect("the stream stays open").unwrap();
-                        received.push_str(&String::from_utf8_lossy(&chunk));
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| panic!("no {name} event from the other replica"));
-                received.clear();
-            };
-            wait_for("ready").await;
+            let mut live = veldwerk_tests::LiveStream::open(
+                &app.client,
+                &replica.address,
+                tablet.debug_token(),
+            )
+            .await;
+            live.next_event("ready").await;
             let id = uuid::Uuid::now_v7();
             phone.write(
                 "interviews",
@@ -75,7 +58,7 @@ async fn a_stream_on_one_replica_is_poked_by_a_change_through_another() {
                 serde_json::json!({ "name_consent": false, "status": "draft", "notes": "via A" }),
             );
             phone.sync().await.unwrap();
-            wait_for("poke").await;
+            live.next_event("poke").await;
             tablet.pull().await.unwrap();
             assert!(
                 tablet.view("interviews", id).is_some(),

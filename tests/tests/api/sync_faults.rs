@@ -3,11 +3,10 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 use veldwerk_sync_protocol::PushRequest;
-use veldwerk_tests::{client::Device, db_test, veldwerk_server::jobs};
+use veldwerk_tests::{LiveStream, client::Device, db_test, veldwerk_server::jobs};
 
 use crate::{
     fixtures::{demo_cohort, demo_trainer, invite_code},
@@ -158,35 +157,12 @@ db_test!(async fn a_connected_device_is_poked_when_its_data_changes(app) {
     let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
     let token = phone.debug_token().to_owned();
     let mut tablet = tablet(&app, &phone, &token).await;
-    let response = app
-        .client
-        .get(format!("{}/v1/sync/events", app.address))
-        .bearer_auth(tablet.debug_token())
-        .header("veldwerk-protocol", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut events = response.bytes_stream();
-    let mut received = String::new();
-    let mut next_event = async |received: &mut String, name: &str| {
-        // Bounded wait: a hang fails the test instead of stalling the suite.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !received.contains(&format!("event: {name}")) {
-                let chunk = events.next().await.expect("the stream stays open").unwrap();
-                received.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {name} event; got {received:?}"));
-        received.clear();
-    };
-    next_event(&mut received, "ready").await;
+    let mut live = LiveStream::open(&app.client, &app.address, tablet.debug_token()).await;
+    live.next_event("ready").await;
     let id = Uuid::now_v7();
     phone.write("interviews", id, Some(cohort), interview("poke"));
     phone.sync().await.unwrap();
-    next_event(&mut received, "poke").await;
+    live.next_event("poke").await;
     tablet.pull().await.unwrap();
     assert!(tablet.view("interviews", id).is_some(), "the poke was followed by a pull that brings it");
     // A schedule change pokes every member too.
@@ -197,7 +173,7 @@ db_test!(async fn a_connected_device_is_poked_when_its_data_changes(app) {
     )
     .await
     .expect(200);
-    next_event(&mut received, "poke").await;
+    live.next_event("poke").await;
 });
 
 db_test!(async fn a_cursor_older_than_the_kept_deletions_must_reset_and_keeps_its_outbox(app) {
