@@ -448,6 +448,26 @@ impl CohortsApi {
         Ok(NoContent::Done)
     }
 
+    /// Remove a participant or trainer from a cohort
+    ///
+    /// Admins and the cohort's trainers. Their devices drop the cohort's data at their next sync.
+    #[oai(
+        path = "/cohorts/:id/members/:user_id",
+        method = "delete",
+        tag = "ApiTags::Cohorts"
+    )]
+    async fn remove_member(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> Result<NoContent> {
+        self.services
+            .remove_member(&auth.0, id.0, user_id.0)
+            .await?;
+        Ok(NoContent::Done)
+    }
+
     /// Create invite codes
     ///
     /// Single-use codes with which participants enrol their phone in this cohort. Admins and the

@@ -312,6 +312,44 @@ impl Services {
         Ok(())
     }
 
+    /// Removes a participant or trainer from a cohort (admins and the cohort's trainers). Their
+    /// devices drop what they only saw through the cohort at their next pull: its schedule,
+    /// assignments and announcements, and for a trainer its participants' records. A
+    /// participant keeps their own records.
+    #[tracing::instrument(skip_all, fields(user.id = %actor.user_id, cohort.id = %id))]
+    pub async fn remove_member(&self, actor: &Actor, id: Uuid, user_id: Uuid) -> Result<()> {
+        self.managed_cohort(actor, id).await?;
+        let membership = store::find_membership(&self.db, id, user_id)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let mut gone: Vec<(&'static str, Uuid)> = vec![("cohorts", id)];
+        for (collection, table) in [
+            ("cohort_days", "cohort_days"),
+            ("assignments", "cohort_assignments"),
+            ("announcements", "announcements"),
+        ] {
+            for record in sync::ids_in_cohort(&self.db, table, "cohort_id", id).await? {
+                gone.push((collection, record));
+            }
+        }
+        if membership.role == Role::Trainer.as_str() {
+            for spec in veldwerk_sync_protocol::schema::COLLECTIONS {
+                for record in sync::ids_in_cohort(&self.db, spec.name, "cohort_id", id).await? {
+                    gone.push((spec.name, record));
+                }
+            }
+        }
+        let txn = crate::store::begin_write(&self.db).await?;
+        store::delete_member(&txn, id, user_id).await?;
+        let version = sync::next_version(&txn).await?;
+        sync::insert_evictions(&txn, user_id, &gone, version).await?;
+        txn.commit().await?;
+        self.notify_change(&[], &[user_id]);
+        // Their reminders are no longer planned.
+        self.plan_reminders(id).await?;
+        Ok(())
+    }
+
     /// Creates single-use invite codes for a cohort (admins and the cohort's trainers).
     pub async fn create_invites(
         &self,

@@ -170,6 +170,18 @@ pub async fn list_members(
         .await
 }
 
+/// Removes a member; false if they were not one.
+pub async fn delete_member(
+    db: &impl ConnectionTrait,
+    cohort_id: Uuid,
+    user_id: Uuid,
+) -> Result<bool, DbErr> {
+    let result = cohort_member::Entity::delete_by_id((cohort_id, user_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 pub async fn insert_member(
     db: &impl ConnectionTrait,
     model: cohort_member::Model,

@@ -437,6 +437,55 @@ pub async fn insert_eviction(
     db.execute(&insert).await.map(drop)
 }
 
+/// Ids of the records of one table in a cohort (for evicting them all from someone).
+pub async fn ids_in_cohort(
+    db: &impl ConnectionTrait,
+    table: &'static str,
+    cohort_column: &'static str,
+    cohort_id: Uuid,
+) -> Result<Vec<Uuid>, DbErr> {
+    let statement = Query::select()
+        .column("id")
+        .from(table)
+        .and_where(Expr::col(cohort_column).eq(cohort_id))
+        .to_owned();
+    db.query_all(&statement)
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "id"))
+        .collect()
+}
+
+/// Records that many records left a user's scope at a version.
+pub async fn insert_evictions(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    records: &[(&str, Uuid)],
+    version: i64,
+) -> Result<(), DbErr> {
+    for chunk in records.chunks(1_000) {
+        let mut insert = Query::insert();
+        insert.into_table("sync_evictions").columns([
+            "id",
+            "user_id",
+            "collection",
+            "record_id",
+            "version",
+        ]);
+        for (collection, record_id) in chunk {
+            insert.values_panic([
+                Uuid::now_v7().into(),
+                user_id.into(),
+                (*collection).into(),
+                (*record_id).into(),
+                version.into(),
+            ]);
+        }
+        db.execute(&insert).await?;
+    }
+    Ok(())
+}
+
 /// An eviction to deliver.
 #[derive(Debug, Clone)]
 pub struct Eviction {

@@ -34,6 +34,11 @@ fn scoped_requests(
         ),
         (Method::GET, format!("/v1/cohorts/{cohort}/members"), None),
         (
+            Method::DELETE,
+            format!("/v1/cohorts/{cohort}/members/{trainer_id}"),
+            None,
+        ),
+        (
             Method::POST,
             format!("/v1/cohorts/{cohort}/trainers"),
             Some(json!({ "user_id": trainer_id })),

@@ -462,3 +462,34 @@ db_test!(async fn malformed_pushes_and_cursors_get_clear_errors(app) {
     assert_eq!(reply.status(), 422);
     assert_eq!(reply.json::<Value>().await.unwrap()["code"], "invalid_cursor");
 });
+
+db_test!(async fn members_removed_from_a_cohort_lose_its_data_at_their_next_pull(app) {
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let mine = Uuid::now_v7();
+    sanne.write("interviews", mine, Some(cohort), interview("van mij"));
+    sanne.sync().await.unwrap();
+    assert_eq!(sanne.ids("cohort_days").len(), 6);
+    let admin = demo_admin(&app).await;
+    let second = new_trainer(&app, &admin, "tweede@veldwerk.test").await;
+    app.post(&format!("/v1/cohorts/{cohort}/trainers"), Some(&trainer.token), json!({ "user_id": second.user_id }))
+        .await
+        .expect(204);
+    let mut second_device = Device::new(&app.address, &app.login("tweede@veldwerk.test", "a-long-trainer-password").await);
+    second_device.pull().await.unwrap();
+    assert_eq!(second_device.ids("interviews"), [mine]);
+
+    let members = format!("/v1/cohorts/{cohort}/members");
+    app.delete(&format!("{members}/{}", sanne.user_id), &trainer.token).await.expect(204);
+    sanne.pull().await.unwrap();
+    for collection in ["cohorts", "cohort_days", "assignments"] {
+        assert!(sanne.ids(collection).is_empty(), "{collection} evicted");
+    }
+    assert_eq!(sanne.ids("interviews"), [mine], "a participant keeps their own records");
+    app.get(&format!("/v1/cohorts/{cohort}"), sanne.debug_token()).await.expect_error(404, "not_found");
+
+    app.delete(&format!("{members}/{}", second.user_id), &admin.token).await.expect(204);
+    second_device.pull().await.unwrap();
+    assert!(second_device.ids("interviews").is_empty(), "a removed trainer loses the cohort's records");
+    assert!(second_device.ids("cohorts").is_empty());
+    app.delete(&format!("{members}/{}", second.user_id), &admin.token).await.expect_error(404, "not_found");
+});
