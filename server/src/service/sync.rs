@@ -288,7 +288,8 @@ impl Services {
                     notice.users.push(after);
                 }
                 if let Some(before) = before.filter(|before| Some(*before) != after) {
-                    store::insert_eviction(&txn, before, spec.name, record.id, version).await?;
+                    store::insert_evictions(&txn, before, &[(spec.name, record.id)], version)
+                        .await?;
                     notice.users.push(before);
                 }
             }

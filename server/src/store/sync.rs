@@ -415,28 +415,6 @@ pub async fn insert_mutation_results(
     Ok(())
 }
 
-/// Records that a record left a user's scope at a version.
-pub async fn insert_eviction(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    collection: &str,
-    record_id: Uuid,
-    version: i64,
-) -> Result<(), DbErr> {
-    let insert = Query::insert()
-        .into_table("sync_evictions")
-        .columns(["id", "user_id", "collection", "record_id", "version"])
-        .values_panic([
-            Uuid::now_v7().into(),
-            user_id.into(),
-            collection.into(),
-            record_id.into(),
-            version.into(),
-        ])
-        .to_owned();
-    db.execute(&insert).await.map(drop)
-}
-
 /// Ids of the records of one table in a cohort (for evicting them all from someone).
 pub async fn ids_in_cohort(
     db: &impl ConnectionTrait,
