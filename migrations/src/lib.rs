@@ -11,6 +11,7 @@ mod m20261130_000001_create_foundation;
 mod m20261130_000002_create_sync_tables;
 mod m20261130_000003_create_announcements;
 mod m20261130_000004_create_push_outbox;
+mod m20261130_000005_create_attachments;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_create_sync_tables::Migration),
             Box::new(m20261130_000003_create_announcements::Migration),
             Box::new(m20261130_000004_create_push_outbox::Migration),
+            Box::new(m20261130_000005_create_attachments::Migration),
         ]
     }
 }

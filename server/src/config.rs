@@ -132,6 +132,93 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Where attachment bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Files under a local directory: the embedded default, one server.
+    Local,
+    /// An S3-compatible bucket, shared by several replicas.
+    S3,
+}
+
+/// Attachments: storage, limits, and how long deleted files are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentConfig {
+    pub storage: StorageKind,
+    /// Directory for local storage; `<data_dir>/attachments` when unset.
+    pub dir: Option<PathBuf>,
+    /// S3 endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or a local server's address.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<Secret>,
+    pub s3_secret_access_key: Option<Secret>,
+    /// Allow a plain-HTTP endpoint (local test servers).
+    pub s3_allow_http: bool,
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: i64,
+    /// Total size of one participant's attachments, in bytes.
+    pub quota_bytes: i64,
+    /// Content types accepted; `image/*` accepts every image type.
+    pub content_types: Vec<String>,
+    /// Largest chunk one upload request may carry, in bytes.
+    pub max_chunk_bytes: usize,
+    /// Seconds the bytes of a deleted attachment are kept before they are removed.
+    pub gc_grace_secs: u64,
+    /// Seconds between runs of the collector.
+    pub gc_interval_secs: u64,
+}
+
+impl Default for AttachmentConfig {
+    fn default() -> Self {
+        Self {
+            storage: StorageKind::Local,
+            dir: None,
+            s3_endpoint: None,
+            s3_bucket: "veldwerk".to_owned(),
+            s3_region: "eu-central-1".to_owned(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+            max_file_bytes: 100 * 1024 * 1024,
+            quota_bytes: 2 * 1024 * 1024 * 1024,
+            content_types: vec![
+                "image/*".to_owned(),
+                "audio/*".to_owned(),
+                "application/pdf".to_owned(),
+            ],
+            max_chunk_bytes: 8 * 1024 * 1024,
+            gc_grace_secs: 7 * 86_400,
+            gc_interval_secs: 3_600,
+        }
+    }
+}
+
+impl AttachmentConfig {
+    /// Whether files of this content type may be attached (parameters such as `; codecs=` are
+    /// ignored; case does not matter).
+    pub fn allows(&self, content_type: &str) -> bool {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let Some((kind, _)) = essence.split_once('/') else {
+            return false;
+        };
+        self.content_types.iter().any(|allowed| {
+            let allowed = allowed.trim().to_ascii_lowercase();
+            match allowed.strip_suffix("/*") {
+                Some(prefix) => prefix == kind,
+                None => allowed == essence,
+            }
+        })
+    }
+}
+
 /// The whole configuration of one server process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -176,6 +263,8 @@ pub struct Config {
     pub tombstone_retention_days: u64,
     /// Trust the first address of `X-Forwarded-For` as the client (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// Attachments (photos, recordings, PDFs).
+    pub attachments: AttachmentConfig,
 }
 
 impl Default for Config {
@@ -200,6 +289,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             tombstone_retention_days: 90,
             trust_forwarded_for: false,
+            attachments: AttachmentConfig::default(),
         }
     }
 }
@@ -311,6 +401,39 @@ impl Config {
                 "SHUTDOWN_DRAIN_SECS" => self.shutdown_drain_secs = parse(name, value)?,
                 "TOMBSTONE_RETENTION_DAYS" => self.tombstone_retention_days = parse(name, value)?,
                 "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,
+                "ATTACHMENT_STORAGE" => {
+                    self.attachments.storage = match value.as_str() {
+                        "local" => StorageKind::Local,
+                        "s3" => StorageKind::S3,
+                        _ => bail!("{name} must be `local` or `s3`, not {value:?}"),
+                    }
+                }
+                "ATTACHMENT_DIR" => self.attachments.dir = Some(PathBuf::from(value)),
+                "ATTACHMENT_MAX_FILE_BYTES" => {
+                    self.attachments.max_file_bytes = parse(name, value)?
+                }
+                "ATTACHMENT_QUOTA_BYTES" => self.attachments.quota_bytes = parse(name, value)?,
+                "ATTACHMENT_CONTENT_TYPES" => {
+                    self.attachments.content_types =
+                        value.split(',').map(|t| t.trim().to_owned()).collect()
+                }
+                "ATTACHMENT_MAX_CHUNK_BYTES" => {
+                    self.attachments.max_chunk_bytes = parse(name, value)?
+                }
+                "ATTACHMENT_GC_GRACE_SECS" => self.attachments.gc_grace_secs = parse(name, value)?,
+                "ATTACHMENT_GC_INTERVAL_SECS" => {
+                    self.attachments.gc_interval_secs = parse(name, value)?
+                }
+                "S3_ENDPOINT" => self.attachments.s3_endpoint = Some(value.clone()),
+                "S3_BUCKET" => self.attachments.s3_bucket = value.clone(),
+                "S3_REGION" => self.attachments.s3_region = value.clone(),
+                "S3_ACCESS_KEY_ID" => {
+                    self.attachments.s3_access_key_id = Some(Secret::new(value.clone()))
+                }
+                "S3_SECRET_ACCESS_KEY" => {
+                    self.attachments.s3_secret_access_key = Some(Secret::new(value.clone()))
+                }
+                "S3_ALLOW_HTTP" => self.attachments.s3_allow_http = parse(name, value)?,
                 // A typo in a variable name should not silently fall back to a default.
                 _ => bail!("unknown configuration variable {name}"),
             }
@@ -344,6 +467,9 @@ impl Config {
             if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
                 bail!("quiet hours are local times like 21:00, not {time:?}");
             }
+        }
+        if self.attachments.max_chunk_bytes == 0 || self.attachments.max_file_bytes < 1 {
+            bail!("attachment size limits must be positive");
         }
         if self.rate_limit.window_secs == 0 {
             bail!("the rate limit window must be at least one second");
@@ -426,6 +552,17 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("demo"), "{err}");
+    }
+
+    #[test]
+    fn attachment_content_types_match_by_family_or_exactly() {
+        let config = Config::default();
+        assert!(config.attachments.allows("image/jpeg"));
+        assert!(config.attachments.allows("Audio/MP4; codecs=mp4a"));
+        assert!(config.attachments.allows("application/pdf"));
+        assert!(!config.attachments.allows("application/zip"));
+        assert!(!config.attachments.allows("image"));
+        assert!(!config.attachments.allows("text/html"));
     }
 
     #[test]

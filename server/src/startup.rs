@@ -81,6 +81,12 @@ impl Application {
             Duration::from_secs(3_600),
             retention,
         ));
+        let attachments = &self.services.config().attachments;
+        let collector = tokio::spawn(jobs::attachments::run(
+            self.services.clone(),
+            Duration::from_secs(attachments.gc_interval_secs.max(1)),
+            Duration::from_secs(attachments.gc_grace_secs),
+        ));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let push_worker = self.services.config().push.worker_enabled.then(|| {
             let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
@@ -112,6 +118,7 @@ impl Application {
             .await
             .context("The HTTP server failed");
         purger.abort();
+        collector.abort();
         relay.abort();
         if let Some(push_worker) = push_worker {
             // Let the round in hand finish its sends and record them, within the grace period.

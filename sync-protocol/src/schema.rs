@@ -24,6 +24,10 @@ pub enum FieldType {
     Json { max_bytes: usize },
     /// One of the listed strings.
     Choice(&'static [&'static str]),
+    /// A whole number in `min..=max`.
+    Integer { min: i64, max: i64 },
+    /// A SHA-256 digest: 64 lowercase hexadecimal characters.
+    Sha256,
 }
 
 /// One field of a collection.
@@ -34,6 +38,10 @@ pub struct FieldSpec {
     pub nullable: bool,
     /// Whether the other party of a shared feedback exercise may write it (their reaction).
     pub counterpart_writable: bool,
+    /// Whether it keeps its first value: a later mutation may repeat it but not change it.
+    pub immutable: bool,
+    /// Whether only the server writes it (devices read it; a mutation setting it is refused).
+    pub server_written: bool,
 }
 
 /// How a record's id is chosen.
@@ -64,15 +72,22 @@ const fn field(name: &'static str, ty: FieldType) -> FieldSpec {
         ty,
         nullable: true,
         counterpart_writable: false,
+        immutable: false,
+        server_written: false,
     }
 }
 
 const fn required(name: &'static str, ty: FieldType) -> FieldSpec {
     FieldSpec {
-        name,
-        ty,
         nullable: false,
-        counterpart_writable: false,
+        ..field(name, ty)
+    }
+}
+
+const fn fixed(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        immutable: true,
+        ..required(name, ty)
     }
 }
 
@@ -124,10 +139,8 @@ pub const FEEDBACK_EXERCISES: CollectionSpec = CollectionSpec {
         field("effect", MEDIUM),
         field("wish", MEDIUM),
         FieldSpec {
-            name: "reaction",
-            ty: MEDIUM,
-            nullable: true,
             counterpart_writable: true,
+            ..field("reaction", MEDIUM)
         },
     ],
 };
@@ -183,7 +196,55 @@ pub const ANNOUNCEMENT_READS: CollectionSpec = CollectionSpec {
     ],
 };
 
-/// Every collection participants write, in the order the server stores them.
+/// The collection an attachment belongs to (`interviews`, `feedback_exercises` or `harvests`).
+pub const PARENT_COLLECTION_FIELD: &str = "parent_collection";
+/// The record an attachment belongs to.
+pub const PARENT_ID_FIELD: &str = "parent_id";
+/// An attachment's upload state, written by the server.
+pub const ATTACHMENT_STATE_FIELD: &str = "state";
+/// Before the bytes arrived and were verified.
+pub const ATTACHMENT_PENDING: &str = "pending";
+/// The bytes are stored and match `size` and `sha256`: they can be downloaded.
+pub const ATTACHMENT_STORED: &str = "stored";
+/// The collections whose records can carry attachments.
+pub const ATTACHMENT_PARENTS: &[&str] = &["interviews", "feedback_exercises", "harvests"];
+
+/// A file belonging to a record: a photo of a whiteboard, an interview recording, a PDF. The
+/// record syncs like any other; its bytes are uploaded and downloaded separately (see
+/// PROTOCOL.md, "Attachments"). Everything but the file name is fixed once created; `state` is
+/// the server's: `pending` until the bytes arrived whole, then `stored`. Deleting the parent
+/// record deletes its attachments.
+pub const ATTACHMENTS: CollectionSpec = CollectionSpec {
+    name: "attachments",
+    identity: Identity::ClientGenerated,
+    fields: &[
+        fixed(
+            PARENT_COLLECTION_FIELD,
+            FieldType::Choice(ATTACHMENT_PARENTS),
+        ),
+        fixed(PARENT_ID_FIELD, FieldType::Uuid),
+        required("file_name", SHORT),
+        fixed("content_type", FieldType::Text { max_chars: 100 }),
+        fixed(
+            "size",
+            FieldType::Integer {
+                min: 1,
+                max: i64::MAX,
+            },
+        ),
+        fixed("sha256", FieldType::Sha256),
+        FieldSpec {
+            server_written: true,
+            ..field(
+                ATTACHMENT_STATE_FIELD,
+                FieldType::Choice(&[ATTACHMENT_PENDING, ATTACHMENT_STORED]),
+            )
+        },
+    ],
+};
+
+/// Every collection participants write, in the order the server stores them. Attachments come
+/// after the records they belong to.
 pub const COLLECTIONS: &[CollectionSpec] = &[
     INTERVIEWS,
     FEEDBACK_EXERCISES,
@@ -191,6 +252,7 @@ pub const COLLECTIONS: &[CollectionSpec] = &[
     HARVESTS,
     PROFILES,
     ANNOUNCEMENT_READS,
+    ATTACHMENTS,
 ];
 
 /// Collections only the server writes; they arrive in pulls like any other.
@@ -296,6 +358,27 @@ impl FieldSpec {
                     )));
                 }
             }
+            FieldType::Integer { min, max } => {
+                let number = value
+                    .as_i64()
+                    .ok_or_else(|| invalid(format!("{} must be a whole number", self.name)))?;
+                if !(min..=max).contains(&number) {
+                    return Err(invalid(format!(
+                        "{} must be between {min} and {max}",
+                        self.name
+                    )));
+                }
+            }
+            FieldType::Sha256 => {
+                let text = value.as_str().unwrap_or_default();
+                if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    return Err(invalid(format!(
+                        "{} must be a SHA-256 digest in 64 lowercase hexadecimal characters",
+                        self.name
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -356,6 +439,23 @@ mod tests {
         let date = INTERVIEWS.field("interviewed_on").unwrap();
         assert!(date.validate(&json!("2027-02-29")).is_err());
         assert!(date.validate(&json!("2028-02-29")).is_ok());
+    }
+
+    #[test]
+    fn attachment_fields_check_numbers_and_digests() {
+        let size = ATTACHMENTS.field("size").unwrap();
+        assert!(size.validate(&json!(40_000_000)).is_ok());
+        assert!(size.validate(&json!(0)).is_err());
+        assert!(size.validate(&json!(1.5)).is_err());
+        assert!(size.validate(&json!("12")).is_err());
+        let digest = ATTACHMENTS.field("sha256").unwrap();
+        let good = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(digest.validate(&json!(good)).is_ok());
+        assert!(digest.validate(&json!(good.to_uppercase())).is_err());
+        assert!(digest.validate(&json!(&good[1..])).is_err());
+        assert!(ATTACHMENTS.field("state").unwrap().server_written);
+        assert!(ATTACHMENTS.field("size").unwrap().immutable);
+        assert!(!ATTACHMENTS.field("file_name").unwrap().immutable);
     }
 
     #[test]

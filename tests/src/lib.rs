@@ -20,6 +20,106 @@ pub mod fcm_mock;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";
+/// The environment variable naming an S3-compatible server for tests (e.g. `moto_server` at
+/// `http://127.0.0.1:5000`); each test gets a bucket of its own there.
+pub const S3_URL_VAR: &str = "VELDWERK_TEST_S3_URL";
+
+/// Where a test's attachment bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// A temporary folder.
+    Local,
+    /// A fresh bucket on the server named by [`S3_URL_VAR`].
+    S3,
+}
+
+/// Runs one attachment scenario on both databases and both storage backends.
+#[macro_export]
+macro_rules! storage_test {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) with $configure:expr; $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($app: $crate::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_local() {
+                $crate::run_with_storage($crate::Backend::Sqlite, $crate::Storage::Local, $configure, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_local() {
+                $crate::run_with_storage($crate::Backend::Postgres, $crate::Storage::Local, $configure, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_s3() {
+                $crate::run_with_storage($crate::Backend::Sqlite, $crate::Storage::S3, $configure, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_s3() {
+                $crate::run_with_storage($crate::Backend::Postgres, $crate::Storage::S3, $configure, scenario).await;
+            }
+        }
+    };
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block) => {
+        $crate::storage_test!($(#[$meta])* async fn $name($app) with |_| {}; $body);
+    };
+}
+
+/// Runs `scenario` with attachments in `storage`; S3 without [`S3_URL_VAR`] is skipped, saying so.
+pub async fn run_with_storage<F, Fut>(
+    backend: Backend,
+    storage: Storage,
+    configure: impl FnOnce(&mut Config),
+    scenario: F,
+) where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let s3 = match storage {
+        Storage::Local => None,
+        Storage::S3 => match std::env::var(S3_URL_VAR) {
+            Ok(url) => Some((url.clone(), fresh_bucket(&url).await)),
+            Err(_) => {
+                eprintln!("skipped: {S3_URL_VAR} is not set, so this S3 test did not run");
+                return;
+            }
+        },
+    };
+    let configure = move |config: &mut Config| {
+        if let Some((url, bucket)) = s3 {
+            let attachments = &mut config.attachments;
+            attachments.storage = veldwerk_server::config::StorageKind::S3;
+            attachments.s3_endpoint = Some(url);
+            attachments.s3_bucket = bucket;
+            attachments.s3_allow_http = true;
+            attachments.s3_access_key_id = Some(Secret::new("test"));
+            attachments.s3_secret_access_key = Some(Secret::new("test"));
+        }
+        configure(config);
+    };
+    run_scenario(backend, configure, scenario).await;
+}
+
+/// Creates an empty bucket on the S3 test server (which, like moto, accepts unsigned requests).
+async fn fresh_bucket(url: &str) -> String {
+    let bucket = format!("veldwerk-test-{}", uuid::Uuid::new_v4().simple());
+    let response = reqwest::Client::new()
+        .put(format!("{}/{bucket}", url.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("the S3 test server answers");
+    assert!(
+        response.status().is_success(),
+        "creating a bucket failed: {}",
+        response.status()
+    );
+    bucket
+}
 
 /// The database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +226,8 @@ pub struct TestApp {
     server: ServerProcess,
     config: Config,
     database: TestDatabase,
+    /// The data folder (attachments stored locally), removed afterwards.
+    _files: tempfile::TempDir,
 }
 
 /// The server, on a runtime of its own so that a test can crash it: stopping that runtime drops
@@ -191,9 +293,11 @@ impl TestApp {
     /// port 0, and a fresh database.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
         let database = TestDatabase::create(backend).await?;
+        let files = tempfile::tempdir().expect("a temporary folder");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             database_url: database.url.clone(),
+            data_dir: files.path().to_owned(),
             jwt_secret: Secret::new("a-test-secret-that-is-long-enough-for-hs256"),
             ..Config::default()
         };
@@ -212,6 +316,7 @@ impl TestApp {
             server,
             config,
             database,
+            _files: files,
         })
     }
 
@@ -392,7 +497,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(response: reqwest::Response) -> Self {
+    pub async fn from(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod announcements;
+pub mod attachments;
 pub mod auth;
 pub mod catalog;
 pub mod cohorts;
@@ -82,7 +83,8 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
             "The backend of the Urban Professional learning app: accounts and devices, \
              municipalities, programmes, cohorts and invites. Every error answers \
              `{\"code\", \"message\", \"details\"}` with a stable `code`. The sync endpoints \
-             (`/v1/sync/push`, `/v1/sync/pull`, `/v1/sync/events`) are specified in the sync \
+             (`/v1/sync/push`, `/v1/sync/pull`, `/v1/sync/events`) and the attachment byte \
+             endpoints (`/v1/attachments/{id}`, `/content`, `/finish`) are specified in the sync \
              protocol document, `sync-protocol/PROTOCOL.md`.",
         )
         .server("/v1")
@@ -96,6 +98,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     let docs = api.swagger_ui();
     Route::new()
         .nest("/v1/sync", sync::routes())
+        .nest("/v1/attachments", attachments::routes())
         .nest("/v1", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
@@ -103,6 +106,10 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .around(move |endpoint, mut req| async move {
+            // Attachment chunks have their own, larger limit (see `attachments`).
+            if req.uri().path().starts_with("/v1/attachments/") {
+                return endpoint.call(req).await;
+            }
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
             let announced = req

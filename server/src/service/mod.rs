@@ -4,6 +4,7 @@
 pub mod access;
 pub mod accounts;
 pub mod announcements;
+pub mod attachments;
 pub mod catalog;
 pub mod cohorts;
 pub mod demo;
@@ -82,6 +83,8 @@ pub struct Services {
     pub(crate) push_health: Arc<std::sync::Mutex<PushHealth>>,
     /// Set when the process is shutting down: readiness turns false so traffic moves elsewhere.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Where attachment bytes are kept.
+    blobs: crate::store::blobs::BlobStore,
 }
 
 /// Whether this process should receive traffic, and why not.
@@ -125,7 +128,10 @@ impl Services {
             config.access_token_ttl(),
         )?;
         let window = Duration::from_secs(config.rate_limit.window_secs);
+        let blobs =
+            crate::store::blobs::BlobStore::from_config(&config.attachments, &config.data_dir)?;
         Ok(Self {
+            blobs,
             address_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_address, window)),
             account_limiter: Arc::new(RateLimiter::new(config.rate_limit.per_account, window)),
             changes: tokio::sync::broadcast::channel(1024).0,

@@ -15,14 +15,15 @@ use veldwerk_sync_protocol::{
     MutationStatus, PullResponse, PushRequest, PushResponse, Record, cursor,
     merge::{self, DELETED, RecordState},
     schema::{
-        self, ANNOUNCEMENT_FIELD, ASSIGNMENT_FIELD, COLLECTIONS, COUNTERPART_FIELD, CollectionSpec,
-        Identity, SHARED_FIELD,
+        self, ANNOUNCEMENT_FIELD, ASSIGNMENT_FIELD, ATTACHMENT_PARENTS, ATTACHMENT_PENDING,
+        ATTACHMENT_STATE_FIELD, ATTACHMENTS, COLLECTIONS, COUNTERPART_FIELD, CollectionSpec,
+        Identity, PARENT_COLLECTION_FIELD, PARENT_ID_FIELD, SHARED_FIELD,
     },
 };
 
 use super::{Actor, Error, Result, Role, Services, cohorts::day_start};
 use crate::store::{
-    catalog, cohorts as cohort_store,
+    attachments as attachment_store, catalog, cohorts as cohort_store,
     sync::{self as store, Audience, MAX_KEPT_CONFLICTS, StoredRecord},
 };
 
@@ -189,7 +190,7 @@ impl Services {
         }
         let now = Utc::now();
         let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        let context = self.push_context(actor).await?;
+        let mut context = self.push_context(actor, &request).await?;
 
         let txn = crate::store::begin_write(&self.db).await?;
         let version = store::next_version(&txn).await?;
@@ -198,12 +199,25 @@ impl Services {
 
         let mut records: HashMap<(&'static str, Uuid), StoredRecord> = HashMap::new();
         for spec in COLLECTIONS {
-            let ids: Vec<Uuid> = request
+            let mut ids: Vec<Uuid> = request
                 .mutations
                 .iter()
                 .filter(|m| m.collection == spec.name)
                 .map(|m| m.record_id)
                 .collect();
+            // The records new attachments say they belong to.
+            ids.extend(request.mutations.iter().filter_map(|m| {
+                let collection = m.fields.get(PARENT_COLLECTION_FIELD)?.as_str()?;
+                (m.collection == ATTACHMENTS.name && collection == spec.name)
+                    .then(|| {
+                        m.fields
+                            .get(PARENT_ID_FIELD)?
+                            .as_str()?
+                            .parse::<Uuid>()
+                            .ok()
+                    })
+                    .flatten()
+            }));
             for record in store::find_records(&txn, spec, &ids).await? {
                 records.insert((spec.name, record.id), record);
             }
@@ -234,7 +248,7 @@ impl Services {
             let clock = mutation.clock.bounded(now_ms, MAX_CLOCK_SKEW_MS);
             let result = match apply_mutation(
                 actor,
-                &context,
+                &mut context,
                 mutation,
                 &clock,
                 &mut records,
@@ -268,6 +282,10 @@ impl Services {
             results.push(result);
         }
 
+        let cascade_clock = self.server_clock(max_clock.as_ref(), now_ms);
+        delete_attachments_of_deleted(&txn, &mut records, &mut touched, &cascade_clock, version)
+            .await?;
+
         let mut notice = ChangeNotice::default();
         for spec in COLLECTIONS {
             let changed: Vec<&StoredRecord> = touched
@@ -287,9 +305,17 @@ impl Services {
                 if let Some(after) = after {
                     notice.users.push(after);
                 }
-                if let Some(before) = before.filter(|before| Some(*before) != after) {
-                    store::insert_evictions(&txn, before, &[(spec.name, record.id)], version)
-                        .await?;
+                if before == after {
+                    continue;
+                }
+                // The exercise's attachments follow it: re-sent to the new counterpart, evicted
+                // from the old one.
+                let attachments = attachment_store::live_attachments_of(&txn, &[record.id]).await?;
+                store::stamp_records(&txn, &ATTACHMENTS, &attachments, version).await?;
+                if let Some(before) = before {
+                    let mut evicted = vec![(spec.name, record.id)];
+                    evicted.extend(attachments.iter().map(|id| (ATTACHMENTS.name, *id)));
+                    store::insert_evictions(&txn, before, &evicted, version).await?;
                     notice.users.push(before);
                 }
             }
@@ -458,6 +484,46 @@ impl Services {
         })
     }
 
+    /// Writes fields of a record as the server (an attachment's `state`): a change devices pull
+    /// like any other, stamped with the server's clock so it wins over what devices wrote before.
+    /// `also_notify` lists users beyond the owner and the cohort's staff who see the record.
+    pub(crate) async fn write_as_server(
+        &self,
+        spec: &'static CollectionSpec,
+        id: Uuid,
+        fields: BTreeMap<String, Value>,
+        also_notify: &[Uuid],
+    ) -> Result<()> {
+        let now = Utc::now();
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let txn = crate::store::begin_write(&self.db).await?;
+        let Some(mut record) = store::find_records(&txn, spec, &[id]).await?.pop() else {
+            return Ok(());
+        };
+        let seen = record.state.values().map(|stamped| &stamped.clock).max();
+        let clock = self.server_clock(seen, now_ms);
+        let base: BTreeMap<String, Hlc> = fields
+            .keys()
+            .filter_map(|name| Some((name.clone(), record.state.get(name)?.clock.clone())))
+            .collect();
+        let applied = merge::apply(&record.state, &fields, &clock, &base);
+        if !applied.changed {
+            return Ok(());
+        }
+        record.state = applied.state;
+        record.version = store::next_version(&txn).await?;
+        store::upsert_records(&txn, spec, &[&record], now).await?;
+        txn.commit().await?;
+        let mut users = vec![record.owner_id];
+        users.extend_from_slice(also_notify);
+        self.publish_notice(ChangeNotice {
+            users,
+            record_cohorts: vec![record.cohort_id],
+            ..ChangeNotice::default()
+        });
+        Ok(())
+    }
+
     /// Removes tombstones last changed before `cutoff` (see `jobs::tombstones`).
     pub async fn purge_tombstones(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         let txn = crate::store::begin_write(&self.db).await?;
@@ -474,10 +540,19 @@ impl Services {
         clock.tick(now_ms)
     }
 
-    async fn push_context(&self, actor: &Actor) -> Result<PushContext> {
+    async fn push_context(&self, actor: &Actor, request: &PushRequest) -> Result<PushContext> {
         if actor.role != Role::Participant {
             return Ok(PushContext::default());
         }
+        let attaches = request
+            .mutations
+            .iter()
+            .any(|m| m.collection == ATTACHMENTS.name);
+        let attachment_usage = if attaches {
+            attachment_store::usage(&self.db, actor.user_id).await?
+        } else {
+            0
+        };
         let (cohorts, _) = self.sync_scope(actor).await?;
         let assignments = store::assignments_of(&self.db, &cohorts)
             .await?
@@ -506,6 +581,8 @@ impl Services {
             assignments,
             members,
             announcements,
+            attachment_usage,
+            attachment_rules: self.config.attachments.clone(),
         })
     }
 }
@@ -521,6 +598,10 @@ struct PushContext {
     members: HashSet<(Uuid, Uuid)>,
     /// Announcements in the caller's inbox, to their cohort.
     announcements: HashMap<Uuid, Uuid>,
+    /// Bytes the caller's attachments take (declared sizes), growing as the batch adds some.
+    attachment_usage: i64,
+    /// Content types, file size and quota for new attachments.
+    attachment_rules: crate::config::AttachmentConfig,
 }
 
 type Rejection = (&'static str, String);
@@ -528,7 +609,7 @@ type Rejection = (&'static str, String);
 /// Validates and merges one mutation into the batch's working set of records.
 fn apply_mutation(
     actor: &Actor,
-    context: &PushContext,
+    context: &mut PushContext,
     mutation: &Mutation,
     clock: &Hlc,
     records: &mut HashMap<(&'static str, Uuid), StoredRecord>,
@@ -561,11 +642,27 @@ fn apply_mutation(
         field
             .validate(value)
             .map_err(|err| (err.code, err.message))?;
+        if field.server_written {
+            return Err(("read_only_field", format!("only the server sets {name}")));
+        }
     }
     if mutation.delete {
         fields.insert(DELETED.to_owned(), Value::Bool(true));
     }
     let key = (spec.name, mutation.record_id);
+    if spec.name == ATTACHMENTS.name && !records.contains_key(&key) && !mutation.delete {
+        check_new_attachment(actor, context, mutation, records)?;
+        fields.insert(ATTACHMENT_STATE_FIELD.to_owned(), json!(ATTACHMENT_PENDING));
+    }
+    let frees_quota = spec.name == ATTACHMENTS.name
+        && mutation.delete
+        && records
+            .get(&key)
+            .is_some_and(|existing| existing.owner_id == actor.user_id && !existing.is_deleted());
+    let freed = frees_quota
+        .then(|| records.get(&key)?.value("size").as_i64())
+        .flatten()
+        .unwrap_or(0);
     let record = match records.get_mut(&key) {
         Some(record) => {
             check_existing_write(actor, spec, record, mutation)?;
@@ -601,6 +698,12 @@ fn apply_mutation(
     {
         return Err(("invalid_field", format!("{link} cannot change")));
     }
+    for (name, new) in &fields {
+        let fixed = spec.field(name).is_some_and(|field| field.immutable);
+        if fixed && !record.value(name).is_null() && record.value(name) != new {
+            return Err(("immutable_field", format!("{name} cannot change once set")));
+        }
+    }
     if let Some(counterpart) = fields.get(COUNTERPART_FIELD).and_then(Value::as_str) {
         let counterpart: Uuid = counterpart.parse().unwrap_or_default();
         if !context.members.contains(&(counterpart, record.cohort_id))
@@ -626,6 +729,8 @@ fn apply_mutation(
             lost_clock: conflict.loser.clock.clone(),
         })
         .collect();
+    // A deleted attachment no longer counts against the quota, later in this batch too.
+    context.attachment_usage -= freed;
     if applied.changed || !conflicts.is_empty() {
         record.state = applied.state;
         record.conflicts.extend(conflicts.iter().cloned());
@@ -730,6 +835,118 @@ fn new_record(
     })
 }
 
+/// A new attachment must belong to a live record of the caller in the same cohort, have an
+/// accepted content type, and fit the file size limit and the caller's quota.
+fn check_new_attachment(
+    actor: &Actor,
+    context: &mut PushContext,
+    mutation: &Mutation,
+    records: &HashMap<(&'static str, Uuid), StoredRecord>,
+) -> std::result::Result<(), Rejection> {
+    let text = |name: &str| mutation.fields.get(name).and_then(Value::as_str);
+    let parent = text(PARENT_COLLECTION_FIELD)
+        .and_then(schema::collection)
+        .zip(text(PARENT_ID_FIELD).and_then(|id| id.parse::<Uuid>().ok()))
+        .and_then(|(spec, id)| records.get(&(spec.name, id)));
+    let belongs = parent.is_some_and(|parent| {
+        parent.owner_id == actor.user_id
+            && !parent.is_deleted()
+            && Some(parent.cohort_id) == mutation.cohort_id
+    });
+    if !belongs {
+        return Err((
+            "unknown_parent",
+            format!(
+                "an attachment belongs to one of your own records ({}) in the same cohort; push \
+                 that record first",
+                ATTACHMENT_PARENTS.join(", ")
+            ),
+        ));
+    }
+    let rules = &context.attachment_rules;
+    let content_type = text("content_type").unwrap_or_default();
+    if !rules.allows(content_type) {
+        return Err((
+            "content_type_not_allowed",
+            format!(
+                "{content_type:?} cannot be attached; allowed are {}",
+                rules.content_types.join(", ")
+            ),
+        ));
+    }
+    let size = mutation
+        .fields
+        .get("size")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if size > rules.max_file_bytes {
+        return Err((
+            "file_too_large",
+            format!(
+                "the file has {size} bytes; at most {} are allowed",
+                rules.max_file_bytes
+            ),
+        ));
+    }
+    if context.attachment_usage + size > rules.quota_bytes {
+        return Err((
+            "quota_exceeded",
+            format!(
+                "your attachments take {} of your {} bytes; this one ({size} bytes) does not fit",
+                context.attachment_usage, rules.quota_bytes
+            ),
+        ));
+    }
+    context.attachment_usage += size;
+    Ok(())
+}
+
+/// Deleting a record deletes its attachments, as the server, in the same version.
+async fn delete_attachments_of_deleted(
+    txn: &impl sea_orm::ConnectionTrait,
+    records: &mut HashMap<(&'static str, Uuid), StoredRecord>,
+    touched: &mut HashSet<(&'static str, Uuid)>,
+    clock: &Hlc,
+    version: i64,
+) -> std::result::Result<(), sea_orm::DbErr> {
+    let deleted_parents: HashSet<Uuid> = touched
+        .iter()
+        .filter(|(collection, _)| ATTACHMENT_PARENTS.contains(collection))
+        .filter_map(|key| records.get(key))
+        .filter(|record| record.is_deleted())
+        .map(|record| record.id)
+        .collect();
+    if deleted_parents.is_empty() {
+        return Ok(());
+    }
+    let parents: Vec<Uuid> = deleted_parents.iter().copied().collect();
+    let stored = attachment_store::live_attachments_of(txn, &parents).await?;
+    let missing: Vec<Uuid> = stored
+        .iter()
+        .filter(|id| !records.contains_key(&(ATTACHMENTS.name, **id)))
+        .copied()
+        .collect();
+    for record in store::find_records(txn, &ATTACHMENTS, &missing).await? {
+        records.insert((ATTACHMENTS.name, record.id), record);
+    }
+    let deletion = BTreeMap::from([(DELETED.to_owned(), Value::Bool(true))]);
+    for record in records.values_mut() {
+        let orphan = record.spec.name == ATTACHMENTS.name
+            && !record.is_deleted()
+            && record
+                .value(PARENT_ID_FIELD)
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .is_some_and(|parent: Uuid| deleted_parents.contains(&parent));
+        if orphan {
+            record.state = merge::apply(&record.state, &deletion, clock, &BTreeMap::new()).state;
+            record.version = version;
+            touched.insert((ATTACHMENTS.name, record.id));
+        }
+    }
+    Ok(())
+}
+
 /// Rules across fields, checked on the merged result.
 fn check_record_rules(
     spec: &CollectionSpec,
@@ -762,7 +979,7 @@ fn check_record_rules(
 }
 
 /// The cohort member a feedback exercise is shared with, if any.
-fn shared_counterpart(record: &StoredRecord) -> Option<Uuid> {
+pub(crate) fn shared_counterpart(record: &StoredRecord) -> Option<Uuid> {
     if record.value(SHARED_FIELD) != &Value::Bool(true) || record.is_deleted() {
         return None;
     }

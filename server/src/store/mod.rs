@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod announcements;
+pub mod attachments;
+pub mod blobs;
 pub mod catalog;
 pub mod cohorts;
 pub mod entity;
@@ -90,6 +92,11 @@ pub fn pool_use(db: &DatabaseConnection) -> (u32, usize) {
             (pool.size(), pool.num_idle())
         }
     }
+}
+
+/// How many migrations this build knows.
+pub fn migrations_count() -> usize {
+    Migrator::migrations().len()
 }
 
 /// How many migrations this build knows that the database has not applied.

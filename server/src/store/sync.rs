@@ -20,7 +20,10 @@ use super::entity::{cohort, cohort_assignment, cohort_day, cohort_member};
 use veldwerk_sync_protocol::{
     ConflictReport, Hlc,
     merge::{DELETED, RecordState, Stamped},
-    schema::{COUNTERPART_FIELD, CollectionSpec, FieldType, SHARED_FIELD},
+    schema::{
+        ATTACHMENTS, COUNTERPART_FIELD, CollectionSpec, FEEDBACK_EXERCISES, FieldType,
+        PARENT_ID_FIELD, SHARED_FIELD,
+    },
 };
 
 /// Common columns of every record table.
@@ -171,6 +174,20 @@ pub async fn changed_records(
                         .and(Expr::col(SHARED_FIELD).eq(true)),
                 );
             }
+            if spec.name == ATTACHMENTS.name {
+                // The files of feedback exercises shared with the caller.
+                scope = scope.add(
+                    Expr::col(PARENT_ID_FIELD).in_subquery(
+                        Query::select()
+                            .column("id")
+                            .from(FEEDBACK_EXERCISES.name)
+                            .and_where(Expr::col(COUNTERPART_FIELD).eq(*user_id))
+                            .and_where(Expr::col(SHARED_FIELD).eq(true))
+                            .and_where(Expr::col("deleted").eq(false))
+                            .to_owned(),
+                    ),
+                );
+            }
             scope
         }
         Audience::Cohorts(cohorts) => {
@@ -186,6 +203,26 @@ pub async fn changed_records(
         .limit(limit)
         .to_owned();
     read_records(db, spec, &statement).await
+}
+
+/// Gives records a new version without changing them, so the devices that may now see them
+/// pull them.
+pub async fn stamp_records(
+    db: &impl ConnectionTrait,
+    spec: &CollectionSpec,
+    ids: &[Uuid],
+    version: i64,
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statement = Query::update()
+        .table(spec.name)
+        .value("version", version)
+        .and_where(Expr::col("id").is_in(ids.iter().copied()))
+        .to_owned();
+    db.execute(&statement).await?;
+    Ok(())
 }
 
 /// Every record of one collection in a cohort up to a version (for a grown scope).
@@ -233,7 +270,7 @@ fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<Store
             continue;
         };
         let value = match field.ty {
-            FieldType::Text { .. } | FieldType::Choice(_) => row
+            FieldType::Text { .. } | FieldType::Choice(_) | FieldType::Sha256 => row
                 .try_get::<Option<String>>("", field.name)?
                 .map(Value::from),
             FieldType::Bool => row
@@ -249,6 +286,9 @@ fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<Store
                 .try_get::<Option<DateTime<Utc>>>("", field.name)?
                 .map(|at| Value::from(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
             FieldType::Json { .. } => row.try_get::<Option<Value>>("", field.name)?,
+            FieldType::Integer { .. } => {
+                row.try_get::<Option<i64>>("", field.name)?.map(Value::from)
+            }
         };
         state.insert(
             field.name.to_owned(),
@@ -344,7 +384,10 @@ fn to_json(value: &impl serde::Serialize) -> Result<Value, DbErr> {
 /// A validated JSON field value as the column's SQL type.
 fn sql_value(ty: FieldType, value: &Value) -> SqlValue {
     match ty {
-        FieldType::Text { .. } | FieldType::Choice(_) => value.as_str().map(str::to_owned).into(),
+        FieldType::Text { .. } | FieldType::Choice(_) | FieldType::Sha256 => {
+            value.as_str().map(str::to_owned).into()
+        }
+        FieldType::Integer { .. } => value.as_i64().into(),
         FieldType::Bool => value.as_bool().into(),
         FieldType::Date => value
             .as_str()

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod announcements;
+mod attachments;
 mod cohorts;
 mod errors;
 mod fixtures;

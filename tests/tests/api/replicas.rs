@@ -26,7 +26,8 @@ async fn replicas_starting_together_run_the_migrations_once() {
         .unwrap()
         .try_get::<i64>("", "n")
         .unwrap();
-    assert_eq!(applied, 4, "each migration recorded once");
+    let migrations = store::migrations_count();
+    assert_eq!(applied as usize, migrations, "each migration recorded once");
     assert_eq!(store::pending_migrations(&b).await.unwrap(), 0);
     a.close().await.unwrap();
     b.close().await.unwrap();
