@@ -49,11 +49,16 @@ pub struct Device {
 impl Device {
     /// A device signed in with a session from login, enrolment or device linking.
     pub fn new(address: &str, session: &Value) -> Self {
+        Self::with_client(reqwest::Client::new(), address, session)
+    }
+
+    /// Like [`Device::new`], sharing an HTTP client (and its connection pool) with others.
+    pub fn with_client(http: reqwest::Client, address: &str, session: &Value) -> Self {
         let id =
             |value: &Value| Uuid::parse_str(value.as_str().unwrap_or_default()).unwrap_or_default();
         let device_id = id(&session["device_id"]);
         Self {
-            http: reqwest::Client::new(),
+            http,
             address: address.to_owned(),
             access_token: session["access_token"]
                 .as_str()

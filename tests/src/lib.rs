@@ -17,6 +17,7 @@ pub use veldwerk_server;
 
 pub mod client;
 pub mod fcm_mock;
+pub mod loadgen;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";
@@ -548,6 +549,15 @@ pub async fn fresh_database(backend: Backend) -> Option<TestDatabase> {
     TestDatabase::create(backend).await
 }
 
+/// A fresh, empty database: a SQLite file in a temporary folder, or (given a server URL) a new
+/// PostgreSQL database on that server, dropped when the value is dropped.
+pub async fn database_on(postgres_url: Option<&str>) -> TestDatabase {
+    match postgres_url {
+        None => TestDatabase::sqlite(),
+        Some(url) => TestDatabase::postgres(url.to_owned()).await,
+    }
+}
+
 /// A database that exists for one test.
 pub struct TestDatabase {
     url: String,
@@ -565,32 +575,38 @@ impl TestDatabase {
 
     async fn create(backend: Backend) -> Option<Self> {
         match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("a temporary folder");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                Some(Self {
-                    url,
-                    postgres: None,
-                    _dir: Some(dir),
-                })
-            }
+            Backend::Sqlite => Some(Self::sqlite()),
             Backend::Postgres => {
                 let server_url = std::env::var(POSTGRES_URL_VAR).ok()?;
-                let name = format!("veldwerk_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&server_url)
-                    .await
-                    .expect("the PostgreSQL test server accepts connections");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("a test database can be created");
-                admin.close().await.ok();
-                Some(Self {
-                    url: replace_database(&server_url, &name),
-                    postgres: Some((server_url, name)),
-                    _dir: None,
-                })
+                Some(Self::postgres(server_url).await)
             }
+        }
+    }
+
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        Self {
+            url,
+            postgres: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres(server_url: String) -> Self {
+        let name = format!("veldwerk_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&server_url)
+            .await
+            .expect("the PostgreSQL test server accepts connections");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("a test database can be created");
+        admin.close().await.ok();
+        Self {
+            url: replace_database(&server_url, &name),
+            postgres: Some((server_url, name)),
+            _dir: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod fixtures;
 mod health;
 mod invites;
 mod isolation;
+mod loadgen;
 mod protocol_doc;
 mod push;
 mod replicas;
