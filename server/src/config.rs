@@ -265,6 +265,9 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Attachments (photos, recordings, PDFs).
     pub attachments: AttachmentConfig,
+    /// Sync pushes applied at once; more wait, unread. Their transactions take turns anyway (one
+    /// writer on SQLite, the version row on PostgreSQL), so a few keep the database busy.
+    pub sync_push_concurrency: usize,
 }
 
 impl Default for Config {
@@ -290,6 +293,7 @@ impl Default for Config {
             tombstone_retention_days: 90,
             trust_forwarded_for: false,
             attachments: AttachmentConfig::default(),
+            sync_push_concurrency: 4,
         }
     }
 }
@@ -434,6 +438,7 @@ impl Config {
                     self.attachments.s3_secret_access_key = Some(Secret::new(value.clone()))
                 }
                 "S3_ALLOW_HTTP" => self.attachments.s3_allow_http = parse(name, value)?,
+                "SYNC_PUSH_CONCURRENCY" => self.sync_push_concurrency = parse(name, value)?,
                 // A typo in a variable name should not silently fall back to a default.
                 _ => bail!("unknown configuration variable {name}"),
             }

@@ -668,7 +668,7 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
     .await?;
     let mut written = Vec::new();
     for (index, (device, cohort)) in devices.iter_mut().enumerate() {
-        device.batch_size = 500;
+        device.batch_size = 250;
         written.push(write_interviews(
             device,
             *cohort,
@@ -686,6 +686,7 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
         result?;
     }
     let total = sizes.cohort_participants * sizes.records_per_participant;
+    eprintln!("  {total} interviews stored; measuring downloads");
     let http = reqwest::Client::new();
     let trainer_token = text(&staff.trainer_session, "/access_token")?;
     let participant_token = devices[0].0.debug_token().to_owned();
@@ -737,7 +738,9 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
     let api = Api::new(&target.address);
     let staff = staff(&api).await?;
     let participants = 100.min(sizes.stored_records[0]).max(1);
-    let mut devices = fleet(&api, &staff, 1, participants, sizes.setup_concurrency).await?;
+    let mut devices = fleet(&api, &staff, 1, participants + 1, sizes.setup_concurrency).await?;
+    // Another participant of the cohort keeps writing during the second kind of measurement.
+    let (mut writer, writer_cohort) = devices.pop().context("a writer")?;
     let mut results = Vec::new();
     let mut stored = 0;
     for &goal in &sizes.stored_records {
@@ -746,7 +749,7 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
         while stored < goal {
             let each = ((goal - stored) / participants).clamp(1, 2_000);
             for (index, (device, cohort)) in devices.iter_mut().enumerate() {
-                device.batch_size = 500;
+                device.batch_size = 250;
                 let seed = (stored + index * each) as u64;
                 let count = each.min(goal - stored);
                 if count == 0 {
@@ -772,52 +775,81 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
         device.server.clear();
         device.cursor = None;
         device.pull().await?;
-        let cursor = device.cursor.clone().context("a cursor after pulling")?;
         let http = reqwest::Client::new();
-        let url = format!("{}/v1/sync/pull?cursor={cursor}", target.address);
-        let mut p99s = Vec::new();
-        let mut p50s = Vec::new();
-        for _ in 0..sizes.rounds {
-            let mut latencies = Vec::with_capacity(sizes.idle_pulls);
-            for _ in 0..sizes.idle_pulls {
-                let started = Instant::now();
-                let response = http
-                    .get(&url)
-                    .bearer_auth(device.debug_token())
-                    .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-                    .header(APP_VERSION_HEADER, "1.0.0")
-                    .send()
-                    .await?;
-                ensure!(
-                    response.status().is_success(),
-                    "pull answered {}",
-                    response.status()
+        for busy in [false, true] {
+            // Busy: someone else writes every 20 ms, so the cursor is always behind the head and
+            // every pull runs its queries, finding nothing in the caller's scope.
+            let stop = Arc::new(AtomicBool::new(false));
+            let writes = busy.then(|| {
+                let stop = stop.clone();
+                let mut writer = std::mem::replace(
+                    &mut writer,
+                    Device::with_client(http.clone(), &target.address, &Value::Null),
                 );
-                let page: PullResponse = serde_json::from_slice(&response.bytes().await?)?;
-                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-                ensure!(
-                    page.changes.is_empty() && !page.has_more,
-                    "an up-to-date client received changes"
-                );
+                tokio::spawn(async move {
+                    let mut written = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        write_interviews(&mut writer, writer_cohort, 1, 500, written);
+                        writer.push().await?;
+                        written += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    anyhow::Ok((writer, written))
+                })
+            });
+            let mut p99s = Vec::new();
+            let mut p50s = Vec::new();
+            for _ in 0..sizes.rounds {
+                let mut latencies = Vec::with_capacity(sizes.idle_pulls);
+                for _ in 0..sizes.idle_pulls {
+                    let cursor = device.cursor.clone().context("a cursor after pulling")?;
+                    let started = Instant::now();
+                    let response = http
+                        .get(format!("{}/v1/sync/pull?cursor={cursor}", target.address))
+                        .bearer_auth(device.debug_token())
+                        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                        .header(APP_VERSION_HEADER, "1.0.0")
+                        .send()
+                        .await?;
+                    ensure!(
+                        response.status().is_success(),
+                        "pull answered {}",
+                        response.status()
+                    );
+                    let page: PullResponse = serde_json::from_slice(&response.bytes().await?)?;
+                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                    ensure!(
+                        page.changes.is_empty() && !page.has_more,
+                        "an up-to-date client received changes"
+                    );
+                    device.cursor = Some(page.cursor);
+                }
+                latencies.sort_by(f64::total_cmp);
+                p50s.push(latencies[latencies.len() / 2]);
+                p99s.push(latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]);
             }
-            latencies.sort_by(f64::total_cmp);
-            p50s.push(latencies[latencies.len() / 2]);
-            p99s.push(latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]);
+            if let Some(writes) = writes {
+                stop.store(true, Ordering::Relaxed);
+                let (returned, written) = writes.await??;
+                ensure!(written > 0, "the other participant wrote nothing");
+                writer = returned;
+            }
+            let when = if busy { ", others writing" } else { "" };
+            results.push(measured(
+                "idle",
+                format!("up-to-date pull p99, {stored} records stored{when}"),
+                median(&mut p99s),
+                "ms",
+                Goal::AtMost(2.0),
+            ));
+            results.push(measured(
+                "idle",
+                format!("up-to-date pull p50, {stored} records stored{when}"),
+                median(&mut p50s),
+                "ms",
+                Goal::None,
+            ));
         }
-        results.push(measured(
-            "idle",
-            format!("up-to-date pull p99, {stored} records stored"),
-            median(&mut p99s),
-            "ms",
-            Goal::AtMost(2.0),
-        ));
-        results.push(measured(
-            "idle",
-            format!("up-to-date pull p50, {stored} records stored"),
-            median(&mut p50s),
-            "ms",
-            Goal::None,
-        ));
     }
     Ok(results)
 }

@@ -108,6 +108,7 @@ fn failure(err: Error) -> poem::Error {
 #[handler]
 async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;
+    let _turn = services.admit_push().await;
     let bytes = body.into_bytes().await.map_err(|err| {
         reject(error_response(
             StatusCode::BAD_REQUEST,

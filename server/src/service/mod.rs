@@ -85,6 +85,8 @@ pub struct Services {
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Where attachment bytes are kept.
     blobs: crate::store::blobs::BlobStore,
+    /// Pushes admitted at once; the rest wait before their bodies are read.
+    push_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether this process should receive traffic, and why not.
@@ -143,6 +145,9 @@ impl Services {
             sender,
             push_health: Arc::default(),
             draining: Arc::default(),
+            push_permits: Arc::new(tokio::sync::Semaphore::new(
+                config.sync_push_concurrency.max(1),
+            )),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
@@ -155,6 +160,17 @@ impl Services {
     }
 
     /// The process's metrics.
+    /// Waits for a turn to apply a push. Pushes are write transactions, applied one at a time on
+    /// SQLite and a few at a time on PostgreSQL; a thousand phones reconnecting at once wait here
+    /// with their requests unread instead of each holding its parsed batch in memory.
+    pub async fn admit_push(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.push_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the push semaphore is never closed")
+    }
+
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
     }

@@ -373,6 +373,20 @@ impl Services {
                     .into(),
             });
         }
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        self.metrics()
+            .sync_pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if after > 0 && after == head {
+            // Nothing was committed after the cursor, so nothing can have changed for anyone:
+            // the common pull of an app that is up to date costs one query.
+            return Ok(PullResponse {
+                changes: Vec::new(),
+                cursor: cursor::encode(head),
+                has_more: false,
+                server_clock: self.server_clock(None, now_ms),
+            });
+        }
         let (member_cohorts, staff_cohorts) = self.sync_scope(actor).await?;
         let audience = match actor.role {
             Role::Participant => Audience::Participant(actor.user_id),
@@ -386,7 +400,11 @@ impl Services {
         for spec in COLLECTIONS {
             let rows =
                 store::changed_records(&self.db, spec, &audience, after, head, fetch).await?;
-            sources.push(rows.iter().map(|r| (r.version, put(r, actor))).collect());
+            sources.push(
+                rows.into_iter()
+                    .map(|r| (r.version, put(r, actor)))
+                    .collect(),
+            );
         }
         let cohorts = store::changed_cohorts(&self.db, &member_cohorts, after, head, fetch).await?;
         sources.push(
@@ -450,7 +468,7 @@ impl Services {
             }
             for spec in COLLECTIONS {
                 for record in store::cohort_records_upto(&self.db, spec, cohort_id, after).await? {
-                    changes.push((record.version, put(&record, actor)));
+                    changes.push((record.version, put(record, actor)));
                 }
             }
             let ids = [cohort_id];
@@ -472,10 +490,6 @@ impl Services {
         changes.sort_by(|(va, a), (vb, b)| {
             (va, change_rank(a), change_key(a)).cmp(&(vb, change_rank(b), change_key(b)))
         });
-        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
-        self.metrics()
-            .sync_pulls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(PullResponse {
             changes: changes.into_iter().map(|(_, change)| change).collect(),
             cursor: cursor::encode(bound),
@@ -986,30 +1000,31 @@ pub(crate) fn shared_counterpart(record: &StoredRecord) -> Option<Uuid> {
     record.value(COUNTERPART_FIELD).as_str()?.parse().ok()
 }
 
-fn put(record: &StoredRecord, actor: &Actor) -> Change {
-    let mut fields: BTreeMap<String, Value> = record
-        .spec
-        .fields
-        .iter()
-        .map(|field| (field.name.to_owned(), record.value(field.name).clone()))
-        .collect();
-    fields.retain(|_, value| !value.is_null());
+/// A stored record as a change to send, taken apart rather than copied: pages carry thousands.
+fn put(record: StoredRecord, actor: &Actor) -> Change {
+    let mut fields = BTreeMap::new();
+    let mut clocks = BTreeMap::new();
+    let mut deleted = false;
+    for (field, stamped) in record.state {
+        if field == DELETED {
+            deleted = stamped.value == Value::Bool(true);
+        } else if !stamped.value.is_null() && record.spec.field(&field).is_some() {
+            fields.insert(field.clone(), stamped.value);
+        }
+        clocks.insert(field, stamped.clock);
+    }
     Change::Put(Record {
         collection: record.spec.name.to_owned(),
         id: record.id,
         version: record.version,
         owner_id: Some(record.owner_id),
         cohort_id: Some(record.cohort_id),
-        deleted: record.is_deleted(),
+        deleted,
         fields,
-        clocks: record
-            .state
-            .iter()
-            .map(|(field, stamped)| (field.clone(), stamped.clock.clone()))
-            .collect(),
+        clocks,
         // Losing values are the owner's to see and resolve.
         conflicts: if record.owner_id == actor.user_id {
-            record.conflicts.clone()
+            record.conflicts
         } else {
             Vec::new()
         },

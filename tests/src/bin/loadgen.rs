@@ -121,6 +121,8 @@ impl Server {
             .env("VELDWERK_RATE_LIMIT_PER_ADDRESS", "100000000")
             .env("VELDWERK_RATE_LIMIT_PER_ACCOUNT", "100000000")
             .env("VELDWERK_ACCESS_TOKEN_TTL_SECS", "86400")
+            // As the container image runs it (deploy/Dockerfile).
+            .env("MALLOC_ARENA_MAX", "2")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
