@@ -44,12 +44,27 @@ impl Target {
         self.proc_status("VmHWM:")
     }
 
+    /// CPU time the server has used (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        process_cpu_seconds(&format!("/proc/{}/stat", self.server_pid?))
+    }
+
     fn proc_status(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid?)).ok()?;
         let line = status.lines().find(|line| line.starts_with(field))?;
         let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb / 1024.0)
     }
+}
+
+/// User and system CPU seconds of a process, from its `/proc/.../stat` (Linux's 100 ticks a
+/// second).
+fn process_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// How big each scenario is.
@@ -692,9 +707,20 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
     let participant_token = devices[0].0.debug_token().to_owned();
     let cohort = devices[0].1;
     let (mut cohort_rates, mut scoped_rates) = (Vec::new(), Vec::new());
+    let (mut server_cpu, mut client_cpu) = (Vec::new(), Vec::new());
     for _ in 0..sizes.rounds {
+        let server_before = target.cpu_seconds();
+        let client_before = process_cpu_seconds("/proc/self/stat");
         let (records, counts, elapsed) =
             download_all(&http, &target.address, &trainer_token, cohort).await?;
+        if let (Some(before), Some(after)) = (server_before, target.cpu_seconds()) {
+            server_cpu.push((after - before) * 1e6 / records as f64);
+        }
+        if let (Some(before), Some(after)) =
+            (client_before, process_cpu_seconds("/proc/self/stat"))
+        {
+            client_cpu.push((after - before) * 1e6 / records as f64);
+        }
         ensure!(
             counts.get("interviews") == Some(&total),
             "the trainer received {:?} interviews, the cohort has {total}",
@@ -712,7 +738,26 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
         scoped_rates.push(records as f64 / elapsed.as_secs_f64());
     }
     check_converged(&mut devices[0].0, &written[0]).await?;
-    Ok(vec![
+    let mut cpu = Vec::new();
+    if !server_cpu.is_empty() {
+        cpu.push(measured(
+            "download",
+            "server CPU per record in the cohort download",
+            median(&mut server_cpu),
+            "us",
+            Goal::None,
+        ));
+    }
+    if !client_cpu.is_empty() {
+        cpu.push(measured(
+            "download",
+            "load generator CPU per record in the cohort download",
+            median(&mut client_cpu),
+            "us",
+            Goal::None,
+        ));
+    }
+    let mut results = vec![
         measured(
             "download",
             format!("first download of a cohort ({total} interviews) to one trainer, records/s"),
@@ -730,7 +775,9 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
             "/s",
             Goal::AtLeast(50_000.0),
         ),
-    ])
+    ];
+    results.extend(cpu);
+    Ok(results)
 }
 
 /// An up-to-date client pulls again and again, with `stored` records on the server.

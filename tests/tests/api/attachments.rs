@@ -10,7 +10,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use veldwerk_tests::{Reply, TestApp, client::Device, storage_test};
 
-use crate::{fixtures::invite_code, sync::phone};
+use crate::{
+    fixtures::{invite_code, other_provider},
+    sync::phone,
+};
 
 /// A file's content: not repetitive, so a misplaced chunk changes the hash.
 fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -318,6 +321,10 @@ storage_test!(async fn access_follows_the_record_the_file_belongs_to(app) {
     }
     fatima.pull().await.unwrap();
     assert!(fatima.ids("attachments").is_empty());
+    // Nor is another provider's admin.
+    let outsider = other_provider(&app).await;
+    app.get(&format!("/v1/attachments/{id}"), &outsider.token).await.expect_error(404, "not_found");
+    assert_eq!(download(&app, &outsider.token, id, None).await.0, 404);
 
     // Shared: the counterpart sees and downloads it, but does not upload.
     sanne.write("feedback_exercises", feedback, None, json!({ "shared": true }));
