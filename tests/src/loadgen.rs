@@ -716,8 +716,7 @@ async fn downloads(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measure
         if let (Some(before), Some(after)) = (server_before, target.cpu_seconds()) {
             server_cpu.push((after - before) * 1e6 / records as f64);
         }
-        if let (Some(before), Some(after)) =
-            (client_before, process_cpu_seconds("/proc/self/stat"))
+        if let (Some(before), Some(after)) = (client_before, process_cpu_seconds("/proc/self/stat"))
         {
             client_cpu.push((after - before) * 1e6 / records as f64);
         }
