@@ -126,6 +126,7 @@ impl Server {
             .env("VELDWERK_ACCESS_TOKEN_TTL_SECS", "86400")
             // As the container image runs it (deploy/Dockerfile).
             .env("MALLOC_ARENA_MAX", "2")
+            .env("MALLOC_MMAP_THRESHOLD_", "1048576")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
