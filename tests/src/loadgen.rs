@@ -413,6 +413,24 @@ async fn fleet(
     Ok(devices)
 }
 
+/// About `count` participants' devices, in as many cohorts of at most 100 as that takes.
+async fn fleet_in_cohorts_of_100(
+    api: &Api,
+    staff: &Staff,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(Device, Uuid)>> {
+    let cohorts_count = count.div_ceil(100).max(1);
+    fleet(
+        api,
+        staff,
+        cohorts_count,
+        count.div_ceil(cohorts_count),
+        concurrency,
+    )
+    .await
+}
+
 const WORDS: &[&str] = &[
     "bewoners",
     "wijkcentrum",
@@ -556,16 +574,9 @@ impl MemorySampler {
 async fn upload(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement>> {
     let api = Api::new(&target.address);
     let staff = staff(&api).await?;
-    let cohorts_count = sizes.upload_devices.div_ceil(100);
-    let per_cohort = sizes.upload_devices.div_ceil(cohorts_count);
-    let mut devices = fleet(
-        &api,
-        &staff,
-        cohorts_count,
-        per_cohort,
-        sizes.setup_concurrency,
-    )
-    .await?;
+    let mut devices =
+        fleet_in_cohorts_of_100(&api, &staff, sizes.upload_devices, sizes.setup_concurrency)
+            .await?;
     let mut written = Vec::new();
     for (index, (device, cohort)) in devices.iter_mut().enumerate() {
         device.batch_size = sizes.batch;
@@ -904,16 +915,8 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
 async fn storm(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement>> {
     let api = Api::new(&target.address);
     let staff = staff(&api).await?;
-    let cohorts_count = sizes.storm_devices.div_ceil(100);
-    let per_cohort = sizes.storm_devices.div_ceil(cohorts_count);
-    let mut devices = fleet(
-        &api,
-        &staff,
-        cohorts_count,
-        per_cohort,
-        sizes.setup_concurrency,
-    )
-    .await?;
+    let mut devices =
+        fleet_in_cohorts_of_100(&api, &staff, sizes.storm_devices, sizes.setup_concurrency).await?;
     // Each device was in sync before going offline.
     let pulled: Vec<anyhow::Result<()>> = stream::iter(devices.iter_mut())
         .map(|(device, _)| device.pull())
@@ -979,16 +982,9 @@ async fn until_event(
 async fn streams(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement>> {
     let api = Api::new(&target.address);
     let staff = staff(&api).await?;
-    let cohorts_count = sizes.stream_devices.div_ceil(100);
-    let per_cohort = sizes.stream_devices.div_ceil(cohorts_count);
-    let mut devices = fleet(
-        &api,
-        &staff,
-        cohorts_count,
-        per_cohort,
-        sizes.setup_concurrency,
-    )
-    .await?;
+    let mut devices =
+        fleet_in_cohorts_of_100(&api, &staff, sizes.stream_devices, sizes.setup_concurrency)
+            .await?;
     let before = target.rss_mb();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)

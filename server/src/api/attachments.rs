@@ -17,9 +17,12 @@ use poem::{
 };
 use uuid::Uuid;
 
-use super::error::{ApiError, error_response};
+use super::{
+    error::error_response,
+    sync::{bearer_actor, failure, reject},
+};
 use crate::service::{
-    Actor, Error, Result, Services,
+    Error, Result, Services,
     attachments::{ChunkOutcome, Download},
 };
 
@@ -32,32 +35,6 @@ pub fn routes() -> Route {
         .at("/:id", get(metadata))
         .at("/:id/content", patch(upload_chunk).get(download))
         .at("/:id/finish", post(finish))
-}
-
-async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
-    let token = req
-        .header("authorization")
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| {
-            reject(error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "this endpoint needs an `Authorization: Bearer <access token>` header",
-            ))
-        })?;
-    services.authenticate(token.trim()).await.map_err(failure)
-}
-
-fn reject(response: Response) -> poem::Error {
-    poem::Error::from_response(response)
-}
-
-fn failure(err: Error) -> poem::Error {
-    ApiError::from(err).into()
 }
 
 fn attachment_id(id: &str) -> poem::Result<Uuid> {
@@ -76,7 +53,7 @@ async fn metadata(
     Path(id): Path<String>,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
+    let actor = bearer_actor(req, &services).await?;
     let view = services
         .attachment(&actor, attachment_id(&id)?)
         .await
@@ -91,7 +68,7 @@ async fn upload_chunk(
     body: Body,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
+    let actor = bearer_actor(req, &services).await?;
     let id = attachment_id(&id)?;
     let offset: i64 = req
         .header(UPLOAD_OFFSET)
@@ -142,7 +119,7 @@ async fn finish(
     Path(id): Path<String>,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
+    let actor = bearer_actor(req, &services).await?;
     let view = services
         .finish_upload(&actor, attachment_id(&id)?)
         .await
@@ -156,7 +133,7 @@ async fn download(
     Path(id): Path<String>,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
+    let actor = bearer_actor(req, &services).await?;
     let requested = req.header(header::RANGE).map(str::to_owned);
     let opened = services
         .download(&actor, attachment_id(&id)?, |size| match requested {

@@ -79,6 +79,12 @@ fn version_parts(version: &str) -> Vec<u64> {
 
 async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
     check_protocol(req, services.config().min_app_version.as_deref())?;
+    bearer_actor(req, services).await
+}
+
+/// The caller named by the `Authorization: Bearer` access token, for the plain poem handlers
+/// (sync and attachments) that sit outside poem-openapi's security schemes.
+pub(super) async fn bearer_actor(req: &Request, services: &Services) -> poem::Result<Actor> {
     let token = req
         .header("authorization")
         .and_then(|value| {
@@ -97,11 +103,12 @@ async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor>
 }
 
 /// An error response as a poem error: it leaves the handler unchanged (see `error::normalise`).
-fn reject(response: Response) -> poem::Error {
+pub(super) fn reject(response: Response) -> poem::Error {
     poem::Error::from_response(response)
 }
 
-fn failure(err: Error) -> poem::Error {
+/// A use case's error as a poem error, in the API's one shape.
+pub(super) fn failure(err: Error) -> poem::Error {
     ApiError::from(err).into()
 }
 
