@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use veldwerk_server::service::demo;
 use veldwerk_sync_protocol::{
-    APP_VERSION_HEADER, Change, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse,
+    APP_VERSION_HEADER, Change, DEFAULT_PULL_LIMIT, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse,
 };
 
 use crate::client::Device;
@@ -643,23 +643,7 @@ async fn download_all(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut total = 0;
     loop {
-        let mut url = format!("{address}/v1/sync/pull?limit=5000");
-        if let Some(cursor) = &cursor {
-            url.push_str(&format!("&cursor={cursor}"));
-        }
-        let response = http
-            .get(url)
-            .bearer_auth(token)
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-            .header(APP_VERSION_HEADER, "1.0.0")
-            .send()
-            .await?;
-        ensure!(
-            response.status().is_success(),
-            "pull answered {}",
-            response.status()
-        );
-        let page: PullResponse = serde_json::from_slice(&response.bytes().await?)?;
+        let page = pull_page(http, address, token, cursor.as_deref(), 5_000).await?;
         for change in &page.changes {
             if let Change::Put(record) = change {
                 if record.cohort_id == Some(cohort) {
@@ -673,6 +657,35 @@ async fn download_all(
             return Ok((total, counts, started.elapsed()));
         }
     }
+}
+
+/// A GET of a sync endpoint with the headers every sync request carries.
+fn sync_request(http: &reqwest::Client, url: &str, token: &str) -> reqwest::RequestBuilder {
+    http.get(url)
+        .bearer_auth(token)
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+        .header(APP_VERSION_HEADER, "1.0.0")
+}
+
+/// One pull page, parsed into the protocol's types as a client does.
+async fn pull_page(
+    http: &reqwest::Client,
+    address: &str,
+    token: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<PullResponse> {
+    let mut url = format!("{address}/v1/sync/pull?limit={limit}");
+    if let Some(cursor) = cursor {
+        url.push_str(&format!("&cursor={cursor}"));
+    }
+    let response = sync_request(http, &url, token).send().await?;
+    ensure!(
+        response.status().is_success(),
+        "pull answered {}",
+        response.status()
+    );
+    Ok(serde_json::from_slice(&response.bytes().await?)?)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -861,19 +874,14 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
                 for _ in 0..sizes.idle_pulls {
                     let cursor = device.cursor.clone().context("a cursor after pulling")?;
                     let started = Instant::now();
-                    let response = http
-                        .get(format!("{}/v1/sync/pull?cursor={cursor}", target.address))
-                        .bearer_auth(device.debug_token())
-                        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-                        .header(APP_VERSION_HEADER, "1.0.0")
-                        .send()
-                        .await?;
-                    ensure!(
-                        response.status().is_success(),
-                        "pull answered {}",
-                        response.status()
-                    );
-                    let page: PullResponse = serde_json::from_slice(&response.bytes().await?)?;
+                    let page = pull_page(
+                        &http,
+                        &target.address,
+                        device.debug_token(),
+                        Some(&cursor),
+                        DEFAULT_PULL_LIMIT,
+                    )
+                    .await?;
                     latencies.push(started.elapsed().as_secs_f64() * 1000.0);
                     ensure!(
                         page.changes.is_empty() && !page.has_more,
@@ -999,11 +1007,7 @@ async fn streams(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measureme
             let (http, address) = (http.clone(), address.clone());
             let token = tokens[index % tokens.len()].clone();
             async move {
-                let response = http
-                    .get(format!("{address}/v1/sync/events"))
-                    .bearer_auth(token)
-                    .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-                    .header(APP_VERSION_HEADER, "1.0.0")
+                let response = sync_request(&http, &format!("{address}/v1/sync/events"), &token)
                     .send()
                     .await?;
                 ensure!(
