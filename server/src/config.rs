@@ -163,8 +163,9 @@ pub struct AttachmentConfig {
     pub quota_bytes: i64,
     /// Content types accepted; `image/*` accepts every image type.
     pub content_types: Vec<String>,
-    /// Largest chunk one upload request may carry, in bytes.
-    pub max_chunk_bytes: usize,
+    /// Bytes of an upload request held in memory before they are stored as one part (S3 needs
+    /// at least 5 MiB for every part of a multipart object but the last).
+    pub part_bytes: usize,
     /// Seconds the bytes of a deleted attachment are kept before they are removed.
     pub gc_grace_secs: u64,
     /// Seconds between runs of the collector.
@@ -189,7 +190,7 @@ impl Default for AttachmentConfig {
                 "audio/*".to_owned(),
                 "application/pdf".to_owned(),
             ],
-            max_chunk_bytes: 8 * 1024 * 1024,
+            part_bytes: 8 * 1024 * 1024,
             gc_grace_secs: 7 * 86_400,
             gc_interval_secs: 3_600,
         }
@@ -421,9 +422,7 @@ impl Config {
                     self.attachments.content_types =
                         value.split(',').map(|t| t.trim().to_owned()).collect()
                 }
-                "ATTACHMENT_MAX_CHUNK_BYTES" => {
-                    self.attachments.max_chunk_bytes = parse(name, value)?
-                }
+                "ATTACHMENT_PART_BYTES" => self.attachments.part_bytes = parse(name, value)?,
                 "ATTACHMENT_GC_GRACE_SECS" => self.attachments.gc_grace_secs = parse(name, value)?,
                 "ATTACHMENT_GC_INTERVAL_SECS" => {
                     self.attachments.gc_interval_secs = parse(name, value)?
@@ -473,7 +472,7 @@ impl Config {
                 bail!("quiet hours are local times like 21:00, not {time:?}");
             }
         }
-        if self.attachments.max_chunk_bytes == 0 || self.attachments.max_file_bytes < 1 {
+        if self.attachments.part_bytes == 0 || self.attachments.max_file_bytes < 1 {
             bail!("attachment size limits must be positive");
         }
         if self.rate_limit.window_secs == 0 {

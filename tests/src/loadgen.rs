@@ -1171,6 +1171,7 @@ async fn media(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement
     let megabytes = file_bytes as f64 / (1024.0 * 1024.0);
 
     let (single, single_seed) = files[0];
+    let single_sampler = MemorySampler::start(target);
     let started = Instant::now();
     upload_file(
         &http,
@@ -1183,6 +1184,7 @@ async fn media(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement
     )
     .await?;
     let upload_rate = megabytes / started.elapsed().as_secs_f64();
+    let single_peak = single_sampler.stop().await;
 
     let started = Instant::now();
     let response = http
@@ -1268,6 +1270,18 @@ async fn media(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement
             Goal::None,
         ),
     ];
+    if let Some(peak) = single_peak {
+        results.push(measured(
+            "media",
+            format!(
+                "server RSS during the upload of one {} MB file (peak sampled)",
+                sizes.media_mb
+            ),
+            peak,
+            "MB",
+            Goal::AtMost(150.0),
+        ));
+    }
     if let Some(peak) = peak {
         results.push(measured(
             "media",

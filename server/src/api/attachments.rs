@@ -1,7 +1,8 @@
-//! Attachment bytes: `GET /v1/attachments/{id}` (metadata and upload offset),
-//! `PATCH /v1/attachments/{id}/content` (a chunk at `Upload-Offset`),
-//! `POST /v1/attachments/{id}/finish` (verify and store), and
-//! `GET /v1/attachments/{id}/content` (download, with `Range`).
+//! Attachment bytes: `GET /v1/attachments/{id}` (metadata and upload offset), the content URL
+//! `/v1/attachments/{id}/content` (a tus 1.0 core upload resource: `HEAD` for the offset,
+//! `PATCH` for bytes at `Upload-Offset`, `OPTIONS` for what the server supports; and `GET` to
+//! download, with `Range`), and `POST /v1/attachments/{id}/finish` (verify and store, which
+//! also happens by itself when the last byte arrives).
 //!
 //! Plain poem handlers: the bodies are raw bytes, not JSON, and are specified in
 //! `sync-protocol/PROTOCOL.md` ("Attachments") with the rest of what apps do offline. Errors use
@@ -9,10 +10,12 @@
 
 use std::ops::Range;
 
+use base64::Engine;
+use futures_util::StreamExt;
 use poem::{
-    Body, IntoResponse, Request, Response, Route, get, handler,
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler,
     http::{StatusCode, header},
-    patch, post,
+    post,
     web::{Data, Json, Path},
 };
 use uuid::Uuid;
@@ -23,17 +26,39 @@ use super::{
 };
 use crate::service::{
     Error, Result, Services,
-    attachments::{ChunkOutcome, Download},
+    attachments::{Chunk, ChunkOutcome, Download},
 };
 
 /// The header that says where a chunk starts, and (in answers) how many bytes the server has.
 pub const UPLOAD_OFFSET: &str = "upload-offset";
+/// The tus protocol version this server speaks, in `Tus-Resumable` and `Tus-Version`.
+const TUS_VERSION: &str = "1.0.0";
+/// The tus extensions supported. `creation` is not: an upload is created by declaring the
+/// attachment through sync. `termination` is not: an attachment ends by deleting its record.
+const TUS_EXTENSIONS: &str = "checksum";
+/// tus's status for a body that does not match its `Upload-Checksum`.
+const CHECKSUM_MISMATCH: u16 = 460;
 
 /// The attachment routes, to nest under `/v1/attachments`.
 pub fn routes() -> Route {
     Route::new()
         .at("/:id", get(metadata))
-        .at("/:id/content", patch(upload_chunk).get(download))
+        .at(
+            "/:id/content",
+            get(download)
+                .head(upload_offset)
+                .patch(upload_chunk)
+                .options(tus_options)
+                .around(|endpoint, req| async move {
+                    // tus clients expect `Tus-Resumable` on every answer, errors included.
+                    let mut response = endpoint.get_response(req).await;
+                    response.headers_mut().insert(
+                        "tus-resumable",
+                        header::HeaderValue::from_static(TUS_VERSION),
+                    );
+                    Ok(response)
+                }),
+        )
         .at("/:id/finish", post(finish))
 }
 
@@ -61,6 +86,38 @@ async fn metadata(
     Ok(Json(view).into_response())
 }
 
+/// tus `HEAD`: where the upload stands. Also answers for attachments that are stored.
+#[handler]
+async fn upload_offset(
+    req: &Request,
+    Path(id): Path<String>,
+    services: Data<&Services>,
+) -> poem::Result<Response> {
+    let actor = bearer_actor(req, &services).await?;
+    let view = services
+        .attachment(&actor, attachment_id(&id)?)
+        .await
+        .map_err(failure)?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(UPLOAD_OFFSET, view.received)
+        .header("upload-length", view.size)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish())
+}
+
+/// tus `OPTIONS`: what this server supports. Needs no credentials.
+#[handler]
+fn tus_options(services: Data<&Services>) -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header("tus-version", TUS_VERSION)
+        .header("tus-extension", TUS_EXTENSIONS)
+        .header("tus-checksum-algorithm", "sha256")
+        .header("tus-max-size", services.config().attachments.max_file_bytes)
+        .finish()
+}
+
 #[handler]
 async fn upload_chunk(
     req: &Request,
@@ -68,6 +125,17 @@ async fn upload_chunk(
     body: Body,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
+    if let Some(version) = req.header("tus-resumable")
+        && version.trim() != TUS_VERSION
+    {
+        return Ok(Json(serde_json::json!({
+            "code": "tus_version_not_supported",
+            "message": format!("this server speaks tus {TUS_VERSION}, not {version:?}"),
+        }))
+        .with_status(StatusCode::PRECONDITION_FAILED)
+        .with_header("tus-version", TUS_VERSION)
+        .into_response());
+    }
     let actor = bearer_actor(req, &services).await?;
     let id = attachment_id(&id)?;
     let offset: i64 = req
@@ -78,39 +146,105 @@ async fn upload_chunk(
             reject(error_response(
                 StatusCode::BAD_REQUEST,
                 "invalid_offset",
-                "send `Upload-Offset: <byte offset>` with every chunk; GET the attachment for the \
-                 offset the server has",
+                "send `Upload-Offset: <byte offset>` with every chunk; HEAD the content URL (or \
+                 GET the attachment) for the offset the server has",
             ))
         })?;
-    let limit = services.config().attachments.max_chunk_bytes;
-    let chunk = body.into_bytes_limit(limit).await.map_err(|_| {
-        reject(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "chunk_too_large",
-            format!("a chunk carries at most {limit} bytes"),
-        ))
-    })?;
-    match services
-        .upload_chunk(&actor, id, offset, chunk)
+    if let Some(content_type) = req.header(header::CONTENT_TYPE) {
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/offset+octet-stream")
+            && !essence.eq_ignore_ascii_case("application/octet-stream")
+        {
+            return Err(reject(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the bytes as `application/offset+octet-stream`",
+            )));
+        }
+    }
+    let checksum = req
+        .header("upload-checksum")
+        .map(parse_checksum)
+        .transpose()?;
+    let length = req
+        .header(header::CONTENT_LENGTH)
+        .and_then(|value| value.trim().parse::<i64>().ok());
+    let chunk = Chunk {
+        offset,
+        length,
+        checksum,
+        body: body.into_bytes_stream().boxed(),
+    };
+    let outcome = services
+        .upload_chunk(&actor, id, chunk)
         .await
-        .map_err(failure)?
-    {
-        ChunkOutcome::Received(received) => Ok(Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .header(UPLOAD_OFFSET, received)
-            .finish()),
-        ChunkOutcome::Gap(received) => Ok(Json(serde_json::json!({
-            "code": "offset_mismatch",
-            "message": format!(
+        .map_err(failure)?;
+    let (status, code, message, received) = match outcome {
+        ChunkOutcome::Received(received) => {
+            return Ok(Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header(UPLOAD_OFFSET, received)
+                .finish());
+        }
+        ChunkOutcome::Gap(received) => (
+            StatusCode::CONFLICT,
+            "offset_mismatch",
+            format!(
                 "the chunk starts at {offset} but the server has {received} bytes; send from \
                  {received}"
             ),
-            "details": { "received": received },
-        }))
-        .with_status(StatusCode::CONFLICT)
-        .with_header(UPLOAD_OFFSET, received)
-        .into_response()),
+            received,
+        ),
+        ChunkOutcome::Interrupted(received) => (
+            StatusCode::BAD_REQUEST,
+            "body_incomplete",
+            format!(
+                "the body ended before all its bytes arrived; the server has {received} bytes, \
+                 send from there"
+            ),
+            received,
+        ),
+        ChunkOutcome::ChecksumMismatch(received) => (
+            StatusCode::from_u16(CHECKSUM_MISMATCH).unwrap_or(StatusCode::BAD_REQUEST),
+            "checksum_mismatch",
+            format!(
+                "the body does not match its Upload-Checksum and was discarded; the server has \
+                 {received} bytes"
+            ),
+            received,
+        ),
+    };
+    Ok(Json(serde_json::json!({
+        "code": code,
+        "message": message,
+        "details": { "received": received },
+    }))
+    .with_status(status)
+    .with_header(UPLOAD_OFFSET, received)
+    .into_response())
+}
+
+/// Reads tus's `Upload-Checksum: sha256 <base64 digest>`.
+fn parse_checksum(value: &str) -> poem::Result<[u8; 32]> {
+    let (algorithm, digest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !algorithm.eq_ignore_ascii_case("sha256") {
+        return Err(reject(error_response(
+            StatusCode::BAD_REQUEST,
+            "checksum_algorithm_not_supported",
+            format!("Upload-Checksum takes sha256, not {algorithm:?}"),
+        )));
     }
+    base64::engine::general_purpose::STANDARD
+        .decode(digest.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            reject(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_checksum",
+                "Upload-Checksum is `sha256 <the body's SHA-256 digest in base64>`",
+            ))
+        })
 }
 
 #[handler]
@@ -231,7 +365,7 @@ fn resolve_range(header: &str, size: u64) -> Result<Option<Range<u64>>> {
             if last < start {
                 return Err(unsatisfiable());
             }
-            (last + 1).min(size)
+            last.saturating_add(1).min(size)
         };
         start..end
     };
@@ -261,5 +395,10 @@ mod tests {
         assert!(resolve_range("bytes=5-2", 1000).is_err());
         assert!(resolve_range("bytes=x-2", 1000).is_err());
         assert!(resolve_range("bytes=-0", 1000).is_err());
+        // The largest last byte there is means "to the end", not a wrapped-around empty range.
+        assert_eq!(
+            resolve_range("bytes=0-18446744073709551615", 1000).unwrap(),
+            Some(0..1000)
+        );
     }
 }

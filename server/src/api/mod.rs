@@ -84,8 +84,8 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
              municipalities, programmes, cohorts and invites. Every error answers \
              `{\"code\", \"message\", \"details\"}` with a stable `code`. The sync endpoints \
              (`/v1/sync/push`, `/v1/sync/pull`, `/v1/sync/events`) and the attachment byte \
-             endpoints (`/v1/attachments/{id}`, `/content`, `/finish`) are specified in the sync \
-             protocol document, `sync-protocol/PROTOCOL.md`.",
+             endpoints (`/v1/attachments/{id}`, `/content` as a tus 1.0 upload, `/finish`) \
+             are specified in the sync protocol document, `sync-protocol/PROTOCOL.md`.",
         )
         .server("/v1")
 }
@@ -106,7 +106,8 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .around(move |endpoint, mut req| async move {
-            // Attachment chunks have their own, larger limit (see `attachments`).
+            // Attachment bodies are bounded by the attachment's declared size and stored part by
+            // part as they stream in (see `service::attachments`), not held here.
             if req.uri().path().starts_with("/v1/attachments/") {
                 return endpoint.call(req).await;
             }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DbErr,
+    ConnectionTrait, DatabaseConnection, DbErr,
     sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Order, Query},
 };
 use uuid::Uuid;
@@ -16,12 +16,14 @@ pub struct Upload {
     pub received: i64,
     pub finishing_at: Option<DateTime<Utc>>,
     pub stored_at: Option<DateTime<Utc>>,
+    /// Set when the bytes of a deleted attachment were removed.
+    pub collected_at: Option<DateTime<Utc>>,
 }
 
 /// The upload's progress; an upload that never received a byte has none.
 pub async fn find_upload(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Upload>, DbErr> {
     let statement = Query::select()
-        .columns(["received", "finishing_at", "stored_at"])
+        .columns(["received", "finishing_at", "stored_at", "collected_at"])
         .from("attachment_uploads")
         .and_where(Expr::col("attachment_id").eq(id))
         .to_owned();
@@ -32,6 +34,7 @@ pub async fn find_upload(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<U
                 received: row.try_get("", "received")?,
                 finishing_at: row.try_get("", "finishing_at")?,
                 stored_at: row.try_get("", "stored_at")?,
+                collected_at: row.try_get("", "collected_at")?,
             })
         })
         .transpose()
@@ -55,35 +58,74 @@ pub async fn ensure_upload(
     }
 }
 
-/// Records a part `[from, to)` if the upload is still at `from`: true when it was recorded,
-/// false when another request moved the offset first (or the upload was finished).
-pub async fn append_part(
-    db: &impl ConnectionTrait,
+/// A part object holding the upload's bytes from `first_byte`, `length` long.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub first_byte: i64,
+    pub length: i64,
+    pub key: String,
+}
+
+/// Records consecutive parts in one transaction if the upload is still at the first part's
+/// start: true when they were recorded (and the offset moved past them), false when another
+/// request moved the offset first, or the upload is being finished or is stored. The offset and
+/// the parts that hold its bytes never disagree, whatever stops the caller.
+pub async fn append_parts(
+    db: &DatabaseConnection,
     id: Uuid,
-    from: i64,
-    to: i64,
-    key: &str,
+    parts: &[Part],
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return Ok(true);
+    };
+    let txn = super::begin_write(db).await?;
     let advance = Query::update()
         .table("attachment_uploads")
-        .value("received", to)
+        .value("received", last.first_byte + last.length)
         .value("updated_at", now)
         .and_where(Expr::col("attachment_id").eq(id))
-        .and_where(Expr::col("received").eq(from))
+        .and_where(Expr::col("received").eq(first.first_byte))
         .and_where(Expr::col("stored_at").is_null())
         .and_where(Expr::col("finishing_at").is_null())
         .to_owned();
-    if db.execute(&advance).await?.rows_affected() != 1 {
+    if txn.execute(&advance).await?.rows_affected() != 1 {
         return Ok(false);
     }
-    let insert = Query::insert()
-        .into_table("attachment_parts")
-        .columns(["attachment_id", "first_byte", "length", "object_key"])
-        .values_panic([id.into(), from.into(), (to - from).into(), key.into()])
-        .to_owned();
-    db.execute(&insert).await?;
+    let mut insert = Query::insert();
+    insert.into_table("attachment_parts").columns([
+        "attachment_id",
+        "first_byte",
+        "length",
+        "object_key",
+    ]);
+    for part in parts {
+        insert.values_panic([
+            id.into(),
+            part.first_byte.into(),
+            part.length.into(),
+            part.key.as_str().into(),
+        ]);
+    }
+    txn.execute(&insert).await?;
+    txn.commit().await?;
     Ok(true)
+}
+
+/// Keeps a running finish's claim fresh, so no other process takes it over.
+pub async fn touch_finish(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let statement = Query::update()
+        .table("attachment_uploads")
+        .value("finishing_at", now)
+        .and_where(Expr::col("attachment_id").eq(id))
+        .and_where(Expr::col("finishing_at").is_not_null())
+        .to_owned();
+    db.execute(&statement).await?;
+    Ok(())
 }
 
 /// The parts of an upload in file order: (first byte, object key).
@@ -129,18 +171,13 @@ pub async fn claim_finish(
 }
 
 /// Ends a finish: stored (the parts are no longer needed) or reset to offset 0 after a
-/// corrupt result. Returns the keys of the parts to remove from storage.
+/// corrupt result. Forgets the parts; their objects are the caller's to remove.
 pub async fn end_finish(
     db: &impl ConnectionTrait,
     id: Uuid,
     stored: bool,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, DbErr> {
-    let keys = parts(db, id)
-        .await?
-        .into_iter()
-        .map(|(_, key)| key)
-        .collect();
+) -> Result<(), DbErr> {
     let mut update = Query::update();
     update
         .table("attachment_uploads")
@@ -153,8 +190,7 @@ pub async fn end_finish(
         update.value("received", 0i64);
     }
     db.execute(&update).await?;
-    delete_parts(db, id).await?;
-    Ok(keys)
+    delete_parts(db, id).await
 }
 
 /// Gives up a finish that failed on storage, leaving the upload as it was.

@@ -9,8 +9,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
-    aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart, aws::AmazonS3Builder,
+    local::LocalFileSystem, path::Path,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -84,23 +84,53 @@ impl BlobStore {
         Ok(Self { store })
     }
 
-    /// Stores one received chunk as a new part object; returns its key.
+    /// Stores received bytes (one or more pieces, in order) as a new part object; returns its
+    /// key, `parts/<attachment>/<first byte>-<nonce>`.
     pub async fn put_part(
         &self,
         attachment_id: Uuid,
         first_byte: i64,
-        bytes: Bytes,
+        pieces: Vec<Bytes>,
     ) -> Result<String, BlobError> {
         let key = format!(
-            "parts/{}/{first_byte:016}-{}",
-            attachment_id.simple(),
+            "{}/{first_byte:016}-{}",
+            parts_prefix(attachment_id),
             Uuid::new_v4().simple()
         );
         self.store
-            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .put(&Path::from(key.as_str()), pieces.into_iter().collect())
             .await
             .map_err(storage_error)?;
         Ok(key)
+    }
+
+    /// Removes every part object of an upload, recorded or not.
+    pub async fn delete_parts_of(&self, attachment_id: Uuid) -> Result<(), BlobError> {
+        let keys: Vec<String> = self
+            .list(&parts_prefix(attachment_id))
+            .try_collect()
+            .await?;
+        self.delete_parts(&keys).await
+    }
+
+    /// Every part object in storage: (attachment id, key, when it was written). Keys that are
+    /// not ours are skipped.
+    pub async fn all_parts(
+        &self,
+    ) -> Result<Vec<(Uuid, String, chrono::DateTime<chrono::Utc>)>, BlobError> {
+        self.store
+            .list(Some(&Path::from("parts")))
+            .map_err(storage_error)
+            .try_filter_map(|meta| async move {
+                let key = meta.location.to_string();
+                let id = key
+                    .split('/')
+                    .nth(1)
+                    .and_then(|segment| Uuid::try_parse(segment).ok());
+                Ok(id.map(|id| (id, key, meta.last_modified)))
+            })
+            .try_collect()
+            .await
     }
 
     /// Streams the parts, in order, into `blobs/<attachment>`, returning the assembled size and
@@ -206,6 +236,10 @@ impl BlobStore {
             })
             .boxed()
     }
+}
+
+fn parts_prefix(attachment_id: Uuid) -> String {
+    format!("parts/{}", attachment_id.simple())
 }
 
 fn blob_path(attachment_id: Uuid) -> Path {

@@ -38,7 +38,7 @@ struct Options {
 
 const USAGE: &str = "loadgen [--database postgres://...] [--scenarios upload,download,idle,storm,streams,media] \
 [--runs N] [--smoke] [--json FILE] [--server-bin PATH] [--upload-devices N] [--upload-mutations N] \
-[--record-bytes N] [--stored 10000,1000000] [--storm-devices N] [--streams N] [--media-mb N]";
+[--record-bytes N] [--stored 10000,1000000] [--storm-devices N] [--streams N] [--media-mb N] [--media-chunk-mb N]";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,6 +87,7 @@ fn options() -> anyhow::Result<Options> {
             "--storm-devices" => sizes.storm_devices = value.parse()?,
             "--streams" => sizes.streams = value.parse()?,
             "--media-mb" => sizes.media_mb = value.parse()?,
+            "--media-chunk-mb" => sizes.media_chunk_mb = value.parse()?,
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// A file's content: not repetitive, so a misplaced chunk changes the hash.
-fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     (0..len)
         .map(|_| {
@@ -28,7 +28,7 @@ fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -36,7 +36,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// An interview of the device's participant, synced.
-async fn interview(device: &mut Device, cohort: Uuid) -> Uuid {
+pub(crate) async fn interview(device: &mut Device, cohort: Uuid) -> Uuid {
     let id = Uuid::now_v7();
     device.write(
         "interviews",
@@ -49,7 +49,7 @@ async fn interview(device: &mut Device, cohort: Uuid) -> Uuid {
 }
 
 /// Declares an attachment of `parent` for these bytes and syncs it; returns its id.
-async fn declare(
+pub(crate) async fn declare(
     device: &mut Device,
     cohort: Uuid,
     parent: (&str, Uuid),
@@ -71,7 +71,13 @@ async fn declare(
     id
 }
 
-async fn send_chunk(app: &TestApp, token: &str, id: Uuid, offset: usize, chunk: &[u8]) -> Reply {
+pub(crate) async fn send_chunk(
+    app: &TestApp,
+    token: &str,
+    id: Uuid,
+    offset: usize,
+    chunk: &[u8],
+) -> Reply {
     let response = app
         .client
         .request(
@@ -88,7 +94,7 @@ async fn send_chunk(app: &TestApp, token: &str, id: Uuid, offset: usize, chunk: 
     Reply::from(response).await
 }
 
-fn offset_of(reply: &Reply) -> usize {
+pub(crate) fn offset_of(reply: &Reply) -> usize {
     reply.headers["upload-offset"]
         .to_str()
         .unwrap()
@@ -96,7 +102,7 @@ fn offset_of(reply: &Reply) -> usize {
         .unwrap()
 }
 
-async fn upload(app: &TestApp, token: &str, id: Uuid, bytes: &[u8], chunk: usize) {
+pub(crate) async fn upload(app: &TestApp, token: &str, id: Uuid, bytes: &[u8], chunk: usize) {
     let mut offset = 0;
     while offset < bytes.len() {
         let end = (offset + chunk).min(bytes.len());
@@ -106,7 +112,7 @@ async fn upload(app: &TestApp, token: &str, id: Uuid, bytes: &[u8], chunk: usize
     }
 }
 
-async fn finish(app: &TestApp, token: &str, id: Uuid) -> Reply {
+pub(crate) async fn finish(app: &TestApp, token: &str, id: Uuid) -> Reply {
     app.call(
         Method::POST,
         &format!("/v1/attachments/{id}/finish"),
@@ -116,7 +122,7 @@ async fn finish(app: &TestApp, token: &str, id: Uuid) -> Reply {
     .await
 }
 
-async fn download(
+pub(crate) async fn download(
     app: &TestApp,
     token: &str,
     id: Uuid,
@@ -179,6 +185,8 @@ storage_test!(async fn an_interrupted_upload_resumes_where_the_server_is(app) {
     assert_eq!(headers["content-range"], "bytes 1000-1999/300000");
     let (status, _, body) = download(&app, &token, id, Some("bytes=-500")).await;
     assert_eq!((status, body.as_slice()), (206, &bytes[299_500..]));
+    let (status, _, body) = download(&app, &token, id, Some("bytes=0-18446744073709551615")).await;
+    assert_eq!((status, body.len()), (200, bytes.len()), "the largest last byte means the end");
     let (status, headers, _) = download(&app, &token, id, Some("bytes=300000-")).await;
     assert_eq!(status, 416);
     assert_eq!(headers["content-range"], "bytes */300000");
@@ -198,11 +206,14 @@ storage_test!(async fn a_corrupt_upload_is_refused_and_can_be_sent_again(app) {
     finish(&app, &token, id).await.expect_error(422, "upload_incomplete");
     let mut corrupt = bytes.clone();
     corrupt[25_000] ^= 0xff;
-    upload(&app, &token, id, &corrupt, 16_384).await;
-    let refused = finish(&app, &token, id).await.expect_error(422, "hash_mismatch");
+    upload(&app, &token, id, &corrupt[..40_000], 16_384).await;
+    // The last byte finishes the upload by itself: the chunk that brings it gets the verdict.
+    let refused = send_chunk(&app, &token, id, 40_000, &corrupt[40_000..]).await;
+    let refused = refused.expect_error(422, "hash_mismatch");
     assert_eq!(refused["details"]["received_sha256"], sha256_hex(&corrupt));
     let meta = app.get(&format!("/v1/attachments/{id}"), &token).await.expect(200);
     assert_eq!((meta["state"].clone(), meta["received"].clone()), (json!("pending"), json!(0)));
+    finish(&app, &token, id).await.expect_error(422, "upload_incomplete");
     let (status, _, _) = download(&app, &token, id, None).await;
     assert_eq!(status, 409, "nothing to download before a verified upload");
     // More bytes than declared are refused.
@@ -212,12 +223,26 @@ storage_test!(async fn a_corrupt_upload_is_refused_and_can_be_sent_again(app) {
     finish(&app, &token, id).await.expect(200);
     let (_, _, body) = download(&app, &token, id, None).await;
     assert_eq!(body, bytes);
-    // Nothing of the corrupt attempt is left behind in storage.
+    // Nothing of the corrupt attempt, nor a part of the good one, is left behind in storage.
     let keys = object_keys(&app).await;
     assert_eq!(keys, [format!("blobs/{}", id.simple())], "{keys:?}");
 });
 
-async fn object_keys(app: &TestApp) -> Vec<String> {
+/// Waits (up to five seconds) until storage holds just these keys: an upload finished by a
+/// request nobody waited for removes its parts right after it stores the file.
+pub(crate) async fn storage_settles_to(app: &TestApp, expected: &[String]) {
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys = object_keys(app).await;
+        if keys == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keys, expected);
+}
+
+pub(crate) async fn object_keys(app: &TestApp) -> Vec<String> {
     use futures_util::TryStreamExt;
     let mut keys: Vec<String> = Vec::new();
     for prefix in ["blobs", "parts"] {
@@ -237,7 +262,7 @@ async fn object_keys(app: &TestApp) -> Vec<String> {
 storage_test!(async fn limits_refuse_types_sizes_and_what_exceeds_the_quota(app) with |config| {
     config.attachments.max_file_bytes = 1_000;
     config.attachments.quota_bytes = 2_500;
-    config.attachments.max_chunk_bytes = 600;
+    config.attachments.part_bytes = 600;
 }; {
     let (mut phone, cohort, _) = phone(&app, "Sanne").await;
     let token = phone.debug_token().to_owned();
@@ -278,9 +303,13 @@ storage_test!(async fn limits_refuse_types_sizes_and_what_exceeds_the_quota(app)
     phone.sync().await.unwrap();
     assert!(phone.rejected.is_empty(), "{:?}", phone.rejected);
 
-    // A chunk above the configured chunk size is refused before it is stored.
+    // A request larger than a part is stored as several parts; memory holds one at a time.
     let second = phone.ids("attachments").into_iter().find(|id| *id != first).unwrap();
-    send_chunk(&app, &token, second, 0, &[0u8; 601]).await.expect_error(413, "chunk_too_large");
+    send_chunk(&app, &token, second, 0, &[0u8; 901]).await.expect_error(422, "size_exceeded");
+    let whole = send_chunk(&app, &token, second, 0, &file_bytes(900, 900)).await;
+    assert_eq!((whole.status, offset_of(&whole)), (204, 900));
+    let (status, _, body) = download(&app, &token, second, None).await;
+    assert_eq!((status, body), (200, file_bytes(900, 900)));
     send_chunk(&app, &token, second, 0, &[0u8; 10]).await.expect(204);
     // Bad requests get the one error shape.
     let reply = app.client

@@ -16,3 +16,5 @@ mod push;
 mod replicas;
 mod sync;
 mod sync_faults;
+mod tus;
+mod upload_faults;
