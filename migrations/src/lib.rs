@@ -12,6 +12,7 @@ mod m20261130_000002_create_sync_tables;
 mod m20261130_000003_create_announcements;
 mod m20261130_000004_create_push_outbox;
 mod m20261130_000005_create_attachments;
+mod m20261203_000006_key_mutations_by_user;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_create_announcements::Migration),
             Box::new(m20261130_000004_create_push_outbox::Migration),
             Box::new(m20261130_000005_create_attachments::Migration),
+            Box::new(m20261203_000006_key_mutations_by_user::Migration),
         ]
     }
 }

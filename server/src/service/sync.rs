@@ -195,7 +195,7 @@ impl Services {
         let txn = crate::store::begin_write(&self.db).await?;
         let version = store::next_version(&txn).await?;
         let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.id).collect();
-        let known = store::find_mutation_results(&txn, &ids).await?;
+        let known = store::find_mutation_results(&txn, actor.user_id, &ids).await?;
 
         let mut records: HashMap<(&'static str, Uuid), StoredRecord> = HashMap::new();
         for spec in COLLECTIONS {

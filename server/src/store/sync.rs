@@ -406,9 +406,11 @@ fn sql_value(ty: FieldType, value: &Value) -> SqlValue {
     }
 }
 
-/// Results of mutations already applied, by mutation id.
+/// Results of this user's mutations already applied, by mutation id. Another user's mutation
+/// with the same id is not this user's: exactly-once is per user.
 pub async fn find_mutation_results(
     db: &impl ConnectionTrait,
+    user_id: Uuid,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Value>, DbErr> {
     if ids.is_empty() {
@@ -416,7 +418,8 @@ pub async fn find_mutation_results(
     }
     let statement = Query::select()
         .columns(["id", "result"])
-        .from("sync_mutations")
+        .from("sync_user_mutations")
+        .and_where(Expr::col("user_id").eq(user_id))
         .and_where(Expr::col("id").is_in(ids.iter().copied()))
         .to_owned();
     db.query_all(&statement)
@@ -437,7 +440,7 @@ pub async fn insert_mutation_results(
     // Chunked: PostgreSQL allows 65,535 bind parameters per statement.
     for chunk in results.chunks(1_000) {
         let mut insert = Query::insert();
-        insert.into_table("sync_mutations").columns([
+        insert.into_table("sync_user_mutations").columns([
             "id",
             "device_id",
             "user_id",

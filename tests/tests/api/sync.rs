@@ -171,6 +171,43 @@ db_test!(async fn a_lost_answer_and_replayed_or_reordered_batches_change_nothing
     assert_eq!(versions.len(), 1, "{versions:?}");
 });
 
+db_test!(async fn a_mutation_id_another_user_used_is_applied_as_this_users_own(app) {
+    // Sanne's phone and tablet cross on her notes, so her stored result carries both texts.
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let token = sanne.debug_token().to_owned();
+    let mut tablet = tablet(&app, &sanne, &token).await;
+    let hers = Uuid::now_v7();
+    sanne.write("interviews", hers, Some(cohort), interview("basis"));
+    sanne.sync().await.unwrap();
+    tablet.pull().await.unwrap();
+    tablet.write("interviews", hers, None, json!({ "notes": "wethouder wil niet" }));
+    tablet.sync().await.unwrap();
+    sanne.write("interviews", hers, None, json!({ "notes": "Sannes geheime notitie" }));
+    let crossing = sanne.outbox.clone();
+    let answer = sanne.send_batch(&crossing).await.unwrap();
+    assert!(!answer.results[0].conflicts.is_empty(), "{answer:?}");
+
+    // Pieter, in the same cohort, pushes his own interview under the same mutation id.
+    let code = invite_code(&app, &trainer, &cohort.to_string()).await;
+    let mut pieter = Device::new(&app.address, &app.enrol(&code, "Pieter").await);
+    let his = Uuid::now_v7();
+    pieter.write("interviews", his, Some(cohort), interview("Pieters gesprek"));
+    pieter.outbox[0].id = crossing[0].id;
+    let batch = pieter.outbox.clone();
+    let result = pieter.send_batch(&batch).await.unwrap();
+    let text = serde_json::to_string(&result).unwrap();
+    assert!(!text.contains("Sannes") && !text.contains("wethouder"), "{text}");
+    assert_eq!(result.results[0].status, MutationStatus::Applied);
+    assert!(result.results[0].conflicts.is_empty());
+    // His interview was written; a replay of his answers his result, hers still answers hers.
+    pieter.outbox.clear();
+    pieter.pull().await.unwrap();
+    assert_eq!(pieter.view("interviews", his).unwrap()["notes"], "Pieters gesprek");
+    assert!(pieter.view("interviews", hers).is_none());
+    assert_eq!(pieter.send_batch(&batch).await.unwrap().results, result.results);
+    assert_eq!(sanne.send_batch(&crossing).await.unwrap().results, answer.results);
+});
+
 db_test!(async fn a_rejected_mutation_does_not_block_the_ones_after_it(app) {
     let (mut phone, cohort, _) = phone(&app, "Sanne").await;
     let good = Uuid::now_v7();
