@@ -26,7 +26,7 @@ use super::{
 };
 use crate::service::{
     Error, Result, Services,
-    attachments::{Chunk, ChunkOutcome, Download},
+    attachments::{AttachmentView, Chunk, ChunkOutcome, Download},
 };
 
 /// The header that says where a chunk starts, and (in answers) how many bytes the server has.
@@ -72,18 +72,26 @@ fn attachment_id(id: &str) -> poem::Result<Uuid> {
     })
 }
 
+/// The attachment as the caller may see it.
+async fn attachment_view(
+    req: &Request,
+    id: &str,
+    services: &Services,
+) -> poem::Result<AttachmentView> {
+    let actor = bearer_actor(req, services).await?;
+    services
+        .attachment(&actor, attachment_id(id)?)
+        .await
+        .map_err(failure)
+}
+
 #[handler]
 async fn metadata(
     req: &Request,
     Path(id): Path<String>,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = bearer_actor(req, &services).await?;
-    let view = services
-        .attachment(&actor, attachment_id(&id)?)
-        .await
-        .map_err(failure)?;
-    Ok(Json(view).into_response())
+    Ok(Json(attachment_view(req, &id, &services).await?).into_response())
 }
 
 /// tus `HEAD`: where the upload stands. Also answers for attachments that are stored.
@@ -93,11 +101,7 @@ async fn upload_offset(
     Path(id): Path<String>,
     services: Data<&Services>,
 ) -> poem::Result<Response> {
-    let actor = bearer_actor(req, &services).await?;
-    let view = services
-        .attachment(&actor, attachment_id(&id)?)
-        .await
-        .map_err(failure)?;
+    let view = attachment_view(req, &id, &services).await?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(UPLOAD_OFFSET, view.received)
