@@ -145,6 +145,11 @@ impl Services {
         }
         store::ensure_upload(&self.db, id, Utc::now()).await?;
         let upload = store::find_upload(&self.db, id).await?.unwrap_or_default();
+        if upload.stored_at.is_some() || upload.finishing_at.is_some() || offset > upload.received {
+            // Answered without the body, which is read all the same (up to the file's size): a
+            // connection closed under a body still being sent can lose the answer.
+            drain(&mut body, size).await;
+        }
         if upload.stored_at.is_some() {
             self.mark_stored(record).await?;
             return Ok(ChunkOutcome::Received(size));
@@ -387,6 +392,17 @@ impl Services {
         self.blobs.delete_parts_of(id).await?;
         store::end_finish(&self.db, id, false, Utc::now()).await?;
         Ok(())
+    }
+}
+
+/// Reads and drops what is left of a body, stopping after `limit` bytes.
+async fn drain(body: &mut BoxStream<'static, std::io::Result<Bytes>>, limit: i64) {
+    let mut read = 0i64;
+    while let Some(Ok(piece)) = body.next().await {
+        read += piece.len() as i64;
+        if read > limit {
+            return;
+        }
     }
 }
 
