@@ -279,6 +279,16 @@ pub struct FieldError {
 }
 
 impl FieldSpec {
+    /// Whether a deleted record (a tombstone) keeps this field on the server: references and
+    /// flags, which decide who must learn of the deletion (the counterpart of shared feedback,
+    /// the parent of an attachment), never content. Devices receive tombstones without fields.
+    pub fn kept_in_tombstone(&self) -> bool {
+        matches!(
+            self.ty,
+            FieldType::Bool | FieldType::Uuid | FieldType::Choice(_)
+        )
+    }
+
     /// Checks a value against the field's type and limits.
     pub fn validate(&self, value: &Value) -> Result<(), FieldError> {
         let invalid = |message: String| FieldError {

@@ -392,74 +392,32 @@ impl Services {
             Role::Participant => Audience::Participant(actor.user_id),
             Role::Trainer | Role::Admin => Audience::Cohorts(staff_cohorts.clone()),
         };
+        let scope = PullScope {
+            actor,
+            audience,
+            member_cohorts: &member_cohorts,
+        };
         // Fetch one more than the limit from each source: a source that fills up tells how far
         // this page may safely reach (see `page_bound`).
-        // At least one push's worth, so that a single version never overflows a source.
-        let fetch = (limit.max(MAX_BATCH) + 1) as u64;
-        let mut sources: Vec<Vec<(i64, Change)>> = Vec::new();
-        for spec in COLLECTIONS {
-            let rows =
-                store::changed_records(&self.db, spec, &audience, after, head, fetch).await?;
-            sources.push(
-                rows.into_iter()
-                    .map(|r| (r.version, put(r, actor)))
-                    .collect(),
-            );
-        }
-        let cohorts = store::changed_cohorts(&self.db, &member_cohorts, after, head, fetch).await?;
-        sources.push(
-            cohorts
-                .iter()
-                .map(|c| (c.version, cohort_change(c)))
-                .collect(),
-        );
-        let days = store::changed_days(&self.db, &member_cohorts, after, head, fetch).await?;
-        let zones: HashMap<Uuid, String> = cohort_store_zones(&self.db, &member_cohorts).await?;
-        sources.push(
-            days.iter()
-                .map(|d| (d.version, day_change(d, &zones)))
-                .collect(),
-        );
-        let assignments =
-            store::changed_assignments(&self.db, &member_cohorts, after, head, fetch).await?;
-        sources.push(
-            assignments
-                .iter()
-                .map(|a| (a.version, assignment_change(a)))
-                .collect(),
-        );
-        let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
-        let announcements =
-            store::changed_announcements(&self.db, &member_cohorts, recipient, after, head, fetch)
-                .await?;
-        sources.push(
-            announcements
-                .iter()
-                .map(announcement_change)
-                .collect::<std::result::Result<_, sea_orm::DbErr>>()?,
-        );
-        let evictions = store::evictions_since(&self.db, actor.user_id, after, head, fetch).await?;
-        sources.push(
-            evictions
-                .into_iter()
-                .map(|e| {
-                    (
-                        e.version,
-                        Change::Evict {
-                            collection: e.collection,
-                            id: e.record_id,
-                        },
-                    )
-                })
-                .collect(),
-        );
-
-        let (bound, has_more) = page_bound(&sources, limit, head);
+        let fetch = (limit + 1) as u64;
+        let sources = self.change_sources(&scope, after, head, fetch).await?;
+        let page = page_bound(&sources, limit, head);
+        let (bound, has_more) = (page.bound, page.has_more);
         let mut changes: Vec<(i64, Change)> = sources
             .into_iter()
             .flatten()
-            .filter(|(version, _)| *version <= bound)
+            .filter(|(version, _)| {
+                *version < bound || (*version == bound && !page.bound_version_cut)
+            })
             .collect();
+        if page.bound_version_cut {
+            // One version holds more rows than a page (a cascade, an eviction of a whole
+            // cohort): the page carries that version whole, however large.
+            let whole = self
+                .change_sources(&scope, bound - 1, bound, store::UNLIMITED)
+                .await?;
+            changes.extend(whole.into_iter().flatten());
+        }
 
         // A cohort that became visible after the cursor brings its older records along.
         for (cohort_id, _) in store::grants_between(&self.db, actor.user_id, after, bound).await? {
@@ -483,6 +441,13 @@ impl Services {
             {
                 changes.push((a.version, assignment_change(&a)));
             }
+            let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
+            for row in
+                store::changed_announcements(&self.db, &ids, recipient, -1, after, store::UNLIMITED)
+                    .await?
+            {
+                changes.push(announcement_change(&row)?);
+            }
         }
 
         // Version order; within a version evictions first, so a record evicted and re-shared in
@@ -496,6 +461,80 @@ impl Services {
             has_more,
             server_clock: self.server_clock(None, now_ms),
         })
+    }
+
+    /// Every kind of change the caller may pull with `after < version <= upto`, one list per
+    /// source (a collection, the cohort tables, announcements, evictions), each in version order
+    /// and at most `fetch` long.
+    async fn change_sources(
+        &self,
+        scope: &PullScope<'_>,
+        after: i64,
+        upto: i64,
+        fetch: u64,
+    ) -> Result<Vec<Vec<(i64, Change)>>> {
+        let PullScope {
+            actor,
+            audience,
+            member_cohorts,
+        } = scope;
+        let mut sources: Vec<Vec<(i64, Change)>> = Vec::new();
+        for spec in COLLECTIONS {
+            let rows = store::changed_records(&self.db, spec, audience, after, upto, fetch).await?;
+            sources.push(
+                rows.into_iter()
+                    .map(|r| (r.version, put(r, actor)))
+                    .collect(),
+            );
+        }
+        let cohorts = store::changed_cohorts(&self.db, member_cohorts, after, upto, fetch).await?;
+        sources.push(
+            cohorts
+                .iter()
+                .map(|c| (c.version, cohort_change(c)))
+                .collect(),
+        );
+        let days = store::changed_days(&self.db, member_cohorts, after, upto, fetch).await?;
+        let zones: HashMap<Uuid, String> = cohort_store_zones(&self.db, member_cohorts).await?;
+        sources.push(
+            days.iter()
+                .map(|d| (d.version, day_change(d, &zones)))
+                .collect(),
+        );
+        let assignments =
+            store::changed_assignments(&self.db, member_cohorts, after, upto, fetch).await?;
+        sources.push(
+            assignments
+                .iter()
+                .map(|a| (a.version, assignment_change(a)))
+                .collect(),
+        );
+        let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
+        let announcements =
+            store::changed_announcements(&self.db, member_cohorts, recipient, after, upto, fetch)
+                .await?;
+        sources.push(
+            announcements
+                .iter()
+                .map(announcement_change)
+                .collect::<std::result::Result<_, sea_orm::DbErr>>()?,
+        );
+        let evictions = store::evictions_since(&self.db, actor.user_id, after, upto, fetch).await?;
+        sources.push(
+            evictions
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.version,
+                        Change::Evict {
+                            collection: e.collection,
+                            id: e.record_id,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        Ok(sources)
     }
 
     /// Writes fields of a record as the server (an attachment's `state`): a change devices pull
@@ -602,6 +641,13 @@ impl Services {
 }
 
 /// What a participant's push is checked against.
+/// Whose changes a pull gathers.
+struct PullScope<'a> {
+    actor: &'a Actor,
+    audience: Audience,
+    member_cohorts: &'a [Uuid],
+}
+
 #[derive(Debug, Default)]
 struct PushContext {
     /// Cohorts the caller participates in.
@@ -680,6 +726,26 @@ fn apply_mutation(
     let record = match records.get_mut(&key) {
         Some(record) => {
             check_existing_write(actor, spec, record, mutation)?;
+            if record.is_deleted() {
+                if mutation.delete {
+                    // Deleted already (from another device, or a cascade): nothing to do.
+                    return Ok((key, Vec::new()));
+                }
+                if matches!(spec.identity, Identity::ClientGenerated) {
+                    // A delete is final for records the app names itself: the edit is handed back
+                    // to its owner, who may save it as a new record.
+                    return Err((
+                        "record_deleted",
+                        "this record was deleted (on another device, or with its parent); save \
+                         the edit as a new record if it is still wanted"
+                            .into(),
+                    ));
+                }
+                // One record per participant and thing (assignment work, harvest, profile): an
+                // edit after a delete starts it afresh.
+                record.state.clear();
+                record.conflicts.clear();
+            }
             record
         }
         None => {
@@ -730,8 +796,17 @@ fn apply_mutation(
         }
     }
 
-    let applied = merge::apply(&record.state, &fields, clock, &mutation.base);
+    let mut applied = merge::apply(&record.state, &fields, clock, &mutation.base);
     check_record_rules(spec, &applied.state, record.state.is_empty())?;
+    let deleting = applied
+        .state
+        .get(DELETED)
+        .is_some_and(|stamped| stamped.value == Value::Bool(true));
+    if deleting {
+        keep_only_tombstone(spec, &mut applied.state);
+        applied.conflicts.clear();
+        record.conflicts.clear();
+    }
     let conflicts: Vec<ConflictReport> = applied
         .conflicts
         .iter()
@@ -954,11 +1029,24 @@ async fn delete_attachments_of_deleted(
                 .is_some_and(|parent: Uuid| deleted_parents.contains(&parent));
         if orphan {
             record.state = merge::apply(&record.state, &deletion, clock, &BTreeMap::new()).state;
+            keep_only_tombstone(record.spec, &mut record.state);
+            record.conflicts.clear();
             record.version = version;
             touched.insert((ATTACHMENTS.name, record.id));
         }
     }
     Ok(())
+}
+
+/// Reduces a deleted record's state to its tombstone: the deletion and what decides who learns of
+/// it (see `FieldSpec::kept_in_tombstone`); nothing personal stays for the tombstone's 90 days.
+fn keep_only_tombstone(spec: &CollectionSpec, state: &mut merge::RecordState) {
+    state.retain(|name, _| {
+        name == DELETED
+            || spec
+                .field(name)
+                .is_some_and(|field| field.kept_in_tombstone())
+    });
 }
 
 /// Rules across fields, checked on the merged result.
@@ -1005,9 +1093,13 @@ fn put(record: StoredRecord, actor: &Actor) -> Change {
     let mut fields = BTreeMap::new();
     let mut clocks = BTreeMap::new();
     let mut deleted = false;
+    let tombstone = record.is_deleted();
     for (field, stamped) in record.state {
         if field == DELETED {
             deleted = stamped.value == Value::Bool(true);
+        } else if tombstone {
+            // A tombstone carries its id, version and delete clock, nothing else.
+            continue;
         } else if !stamped.value.is_null() && record.spec.field(&field).is_some() {
             fields.insert(field.clone(), stamped.value);
         }
@@ -1023,7 +1115,7 @@ fn put(record: StoredRecord, actor: &Actor) -> Change {
         fields,
         clocks,
         // Losing values are the owner's to see and resolve.
-        conflicts: if record.owner_id == actor.user_id {
+        conflicts: if record.owner_id == actor.user_id && !tombstone {
             record.conflicts
         } else {
             Vec::new()
@@ -1168,21 +1260,43 @@ fn change_key(change: &Change) -> (&str, Uuid) {
     }
 }
 
+/// Where a page ends: every change with a version up to `bound` is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageBound {
+    pub bound: i64,
+    pub has_more: bool,
+    /// A source came back full with rows of version `bound` only, so it may hold more of that
+    /// version than were fetched: the page must fetch that version whole.
+    pub bound_version_cut: bool,
+}
+
 /// How far a page reaches. Each source is in version order and was fetched with one row more
-/// than `limit`, where `limit` is at least the rows one version can hold in one source. If a source came back full, its versions beyond what it returned are unknown, so the
-/// page must end before its last version; the page ends at the lowest such bound. Whole
-/// versions only: a push's changes always arrive together. Returns (bound, has_more).
-pub fn page_bound(sources: &[Vec<(i64, Change)>], limit: usize, head: i64) -> (i64, bool) {
+/// than `limit`. If a source came back full, its versions beyond what it returned are unknown:
+/// the page ends before its last version, or, when all its rows are of one version, at that
+/// version, which must then be fetched whole. The page ends at the lowest such bound. Whole
+/// versions only: a push's changes always arrive together, however many they are.
+pub fn page_bound(sources: &[Vec<(i64, Change)>], limit: usize, head: i64) -> PageBound {
     let mut bound = head;
     let mut has_more = false;
+    let mut cut_at: Option<i64> = None;
     for source in sources {
         if source.len() > limit {
             has_more = true;
             let last = source.last().map_or(head, |(version, _)| *version);
-            // Every row of this source with a version below `last` was fetched.
             let first = source.first().map_or(head, |(version, _)| *version);
-            bound = bound.min(if last > first { last - 1 } else { last });
+            if last > first {
+                // Every row of this source with a version below `last` was fetched.
+                bound = bound.min(last - 1);
+            } else {
+                bound = bound.min(last);
+                cut_at = Some(cut_at.map_or(last, |cut| cut.min(last)));
+            }
         }
     }
-    (bound, has_more)
+    PageBound {
+        bound,
+        // Nothing can come after the head.
+        has_more: has_more && bound < head,
+        bound_version_cut: cut_at == Some(bound),
+    }
 }

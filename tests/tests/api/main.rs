@@ -15,6 +15,7 @@ mod protocol_doc;
 mod push;
 mod replicas;
 mod sync;
+mod sync_edges;
 mod sync_faults;
 mod tus;
 mod upload_faults;

@@ -1,0 +1,246 @@
+//! The sync protocol at its edges: versions with more rows than a page (a cascade of deletions,
+//! a trainer removed from a big cohort), scope that grows to show older data of every kind. Each
+//! device must end equal to a device that pulled from scratch.
+
+use serde_json::json;
+use uuid::Uuid;
+use veldwerk_tests::{TestApp, client::Device, db_test};
+
+use crate::{
+    fixtures::{demo_admin, new_trainer},
+    sync::{phone, tablet},
+};
+
+/// `interviews` interviews with `per_interview` attachments each, pushed by the device.
+async fn fill(
+    device: &mut Device,
+    cohort: Uuid,
+    interviews: usize,
+    per_interview: usize,
+) -> Vec<Uuid> {
+    let sha = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"; // SHA-256 of "x"
+    let mut parents = Vec::new();
+    for n in 0..interviews {
+        let parent = Uuid::now_v7();
+        device.write(
+            "interviews",
+            parent,
+            Some(cohort),
+            json!({
+                "name_consent": false, "status": "draft", "notes": format!("gesprek {n}"),
+            }),
+        );
+        for _ in 0..per_interview {
+            device.write(
+                "attachments",
+                Uuid::now_v7(),
+                Some(cohort),
+                json!({
+                    "parent_collection": "interviews", "parent_id": parent, "file_name": "foto.jpg",
+                    "content_type": "image/jpeg", "size": 1, "sha256": sha,
+                }),
+            );
+        }
+        parents.push(parent);
+    }
+    device.sync().await.unwrap();
+    assert!(device.rejected.is_empty(), "{:?}", device.rejected.first());
+    parents
+}
+
+/// Pulls page by page with this limit until the server says there is no more.
+async fn pull_with_limit(device: &mut Device, limit: Option<usize>) {
+    let mut pages = 0;
+    while device.pull_page(limit).await.unwrap() {
+        pages += 1;
+        assert!(pages < 10_000, "the pull ends");
+    }
+}
+
+async fn trainer_login(app: &TestApp, email: &str, password: &str) -> Device {
+    Device::new(&app.address, &app.login(email, password).await)
+}
+
+db_test!(async fn a_cascade_larger_than_a_page_reaches_every_device_whole(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    // 200 interviews with 3 attachments each: deleting them all is one push whose version
+    // touches 800 rows, 600 of them in one collection.
+    let parents = fill(&mut phone, cohort, 200, 3).await;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let mut device = tablet(&app, &phone, &token).await;
+        device.pull().await.unwrap();
+        assert_eq!(device.ids("attachments").len(), 600);
+        devices.push(device);
+    }
+    let mut trainer = trainer_login(&app, "trainer@veldwerk.test", "demo-trainer-wachtwoord").await;
+    trainer.pull().await.unwrap();
+
+    for parent in &parents {
+        phone.delete("interviews", *parent);
+    }
+    phone.batch_size = 500; // all 200 deletions in one push
+    phone.sync().await.unwrap();
+    assert!(phone.ids("attachments").is_empty());
+
+    for (device, limit) in devices.iter_mut().zip([None, Some(100), Some(7)]) {
+        pull_with_limit(device, limit).await;
+        assert!(device.ids("attachments").is_empty(), "limit {limit:?}: every attachment tombstone arrived");
+        assert!(device.ids("interviews").is_empty(), "limit {limit:?}");
+        assert_eq!(device.replica(), phone.replica(), "limit {limit:?}");
+    }
+    pull_with_limit(&mut trainer, Some(50)).await;
+    assert!(trainer.ids("attachments").is_empty());
+    let mut fresh = trainer_login(&app, "trainer@veldwerk.test", "demo-trainer-wachtwoord").await;
+    fresh.pull().await.unwrap();
+    assert_eq!(trainer.replica(), fresh.replica(), "the trainer equals a pull from scratch");
+});
+
+db_test!(async fn a_trainer_removed_from_a_big_cohort_loses_all_of_it(app) {
+    let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
+    fill(&mut phone, cohort, 150, 4).await;
+    let admin = demo_admin(&app).await;
+    let second = new_trainer(&app, &admin, "tweede@veldwerk.test").await;
+    app.post(&format!("/v1/cohorts/{cohort}/trainers"), Some(&trainer.token), json!({ "user_id": second.user_id }))
+        .await
+        .expect(204);
+    let mut devices = Vec::new();
+    for limit in [None, Some(100)] {
+        let mut device = trainer_login(&app, "tweede@veldwerk.test", "a-long-trainer-password").await;
+        pull_with_limit(&mut device, limit).await;
+        assert_eq!(device.ids("attachments").len(), 600);
+        devices.push((device, limit));
+    }
+
+    // Removed: 750 records and the cohort's own data leave in one version.
+    app.delete(&format!("/v1/cohorts/{cohort}/members/{}", second.user_id), &admin.token).await.expect(204);
+    for (device, limit) in &mut devices {
+        pull_with_limit(device, *limit).await;
+        for collection in ["interviews", "attachments", "cohorts", "cohort_days", "assignments"] {
+            assert!(device.ids(collection).is_empty(), "limit {limit:?}: {collection} evicted");
+        }
+    }
+});
+
+db_test!(async fn a_trainer_added_later_receives_every_kind_of_older_data(app) {
+    let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
+    fill(&mut phone, cohort, 3, 1).await;
+    app.post(
+        &format!("/v1/cohorts/{cohort}/announcements"),
+        Some(&trainer.token),
+        json!({ "title": "Dag 2 verplaatst", "body": "We beginnen om 10:00 in De Boog." }),
+    )
+    .await
+    .expect(201);
+    let admin = demo_admin(&app).await;
+    let late = new_trainer(&app, &admin, "laat@veldwerk.test").await;
+    let mut late_device = trainer_login(&app, "laat@veldwerk.test", "a-long-trainer-password").await;
+    late_device.pull().await.unwrap();
+    assert!(late_device.ids("announcements").is_empty());
+
+    app.post(&format!("/v1/cohorts/{cohort}/trainers"), Some(&trainer.token), json!({ "user_id": late.user_id }))
+        .await
+        .expect(204);
+    late_device.pull().await.unwrap();
+    assert_eq!(late_device.ids("announcements").len(), 1, "the older announcement arrives");
+    let mut fresh = trainer_login(&app, "laat@veldwerk.test", "a-long-trainer-password").await;
+    fresh.pull().await.unwrap();
+    assert_eq!(late_device.replica(), fresh.replica(), "equal to a pull from scratch");
+});
+
+/// The interview's `notes` column as stored, whatever devices are told.
+async fn stored_notes(app: &TestApp, id: Uuid) -> Option<String> {
+    use sea_orm::{
+        ConnectionTrait,
+        sea_query::{Expr, ExprTrait, Query},
+    };
+    let statement = Query::select()
+        .column("notes")
+        .from("interviews")
+        .and_where(Expr::col("id").eq(id))
+        .to_owned();
+    let row = app
+        .services
+        .db()
+        .query_one(&statement)
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "notes").unwrap()
+}
+
+db_test!(async fn a_tombstone_carries_nothing_personal(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let mut tablet = tablet(&app, &phone, &token).await;
+    let id = Uuid::now_v7();
+    phone.write("interviews", id, Some(cohort), json!({
+        "name_consent": true, "interviewee_name": "Mevrouw Jansen", "status": "draft",
+        "notes": "vertelde over haar buurman",
+    }));
+    phone.sync().await.unwrap();
+    tablet.pull().await.unwrap();
+    // Two devices cross on the notes, so the record holds a conflict with both texts...
+    tablet.write("interviews", id, None, json!({ "notes": "tweede versie" }));
+    phone.write("interviews", id, None, json!({ "notes": "derde versie" }));
+    tablet.sync().await.unwrap();
+    phone.sync().await.unwrap();
+    // ...and then it is deleted.
+    phone.delete("interviews", id);
+    phone.sync().await.unwrap();
+
+    let mut trainer = trainer_login(&app, "trainer@veldwerk.test", "demo-trainer-wachtwoord").await;
+    trainer.pull().await.unwrap();
+    tablet.pull().await.unwrap();
+    for device in [&phone, &tablet, &trainer] {
+        let tombstone = &device.server[&("interviews".to_owned(), id)];
+        assert!(tombstone.deleted);
+        assert!(tombstone.fields.is_empty(), "{:?}", tombstone.fields);
+        assert_eq!(tombstone.clocks.keys().collect::<Vec<_>>(), ["deleted"]);
+        assert!(tombstone.conflicts.is_empty());
+    }
+    assert_eq!(stored_notes(&app, id).await, None, "not kept on the server either");
+});
+
+db_test!(async fn an_edit_that_loses_to_a_delete_is_handed_back_to_its_owner(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let mut tablet = tablet(&app, &phone, &token).await;
+    let id = Uuid::now_v7();
+    phone.write("interviews", id, Some(cohort), json!({ "name_consent": false, "status": "draft", "notes": "eerst" }));
+    phone.sync().await.unwrap();
+    tablet.pull().await.unwrap();
+
+    // The phone deletes it; the tablet, offline, edits it (later by its clock) and then syncs.
+    phone.delete("interviews", id);
+    phone.sync().await.unwrap();
+    tablet.write("interviews", id, None, json!({ "notes": "aangevuld in de trein" }));
+    tablet.sync().await.unwrap();
+    let (edit, result) = tablet.rejected.pop().expect("the edit comes back to its owner");
+    assert_eq!(result.code.as_deref(), Some("record_deleted"));
+    assert_eq!(edit.fields["notes"], "aangevuld in de trein");
+    assert!(tablet.view("interviews", id).is_none(), "the delete wins");
+    // Writing the deleted id again is refused the same way; a new id works.
+    tablet.write("interviews", id, Some(cohort), json!({ "name_consent": false, "status": "draft", "notes": "opnieuw" }));
+    tablet.sync().await.unwrap();
+    assert_eq!(tablet.rejected.pop().unwrap().1.code.as_deref(), Some("record_deleted"));
+    assert_eq!(stored_notes(&app, id).await, None);
+
+    // One record per participant and thing (assignment work): an edit after its delete revives
+    // it, with the new values only.
+    let assignment = phone.ids("assignments")[0];
+    let work = veldwerk_sync_protocol::schema::assignment_record_id(phone.user_id, assignment);
+    phone.write("assignment_work", work, Some(cohort), json!({ "assignment_id": assignment, "done": true, "reflection": "eerste" }));
+    phone.sync().await.unwrap();
+    phone.delete("assignment_work", work);
+    phone.sync().await.unwrap();
+    phone.write("assignment_work", work, Some(cohort), json!({ "assignment_id": assignment, "done": false }));
+    phone.sync().await.unwrap();
+    assert!(phone.rejected.is_empty(), "{:?}", phone.rejected);
+    let revived = phone.view("assignment_work", work).unwrap();
+    assert_eq!(revived["done"], false);
+    assert!(!revived.contains_key("reflection"), "{revived:?}");
+    tablet.pull().await.unwrap();
+    assert_eq!(tablet.replica(), phone.replica());
+});
