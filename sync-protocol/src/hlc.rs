@@ -96,20 +96,15 @@ impl FromStr for Hlc {
         if counter.len() != 6 || !counter.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseHlcError("counter must be 6 digits"));
         }
-        if node.is_empty()
-            || node.len() > 64
-            || !node
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        {
-            return Err(ParseHlcError(
-                "node must be 1 to 64 lower-case letters or digits",
-            ));
+        if node.is_empty() || node.len() > 64 || !node.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ParseHlcError("node must be 1 to 64 letters or digits"));
         }
         Ok(Hlc {
             wall_ms: wall.parse().map_err(|_| ParseHlcError("wall_ms"))?,
             counter: counter.parse().map_err(|_| ParseHlcError("counter"))?,
-            node: node.to_owned(),
+            // Upper-case is read as lower-case (Swift's `uuidString` is upper-case), so clocks
+            // from one device compare equal however it spells its id.
+            node: node.to_ascii_lowercase(),
         })
     }
 }
@@ -193,10 +188,19 @@ mod tests {
             "1-2-3",
             "1700000000000-000002-",
             "1700000000000-2-dev",
-            "1700000000000-000002-DEV",
+            "1700000000000-000002-de-v",
+            "1700000000000-000002-dév",
         ] {
             assert!(bad.parse::<Hlc>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_upper_case_node_reads_as_the_same_device() {
+        let upper: Hlc = "1700000000000-000002-0193F4A2DEV".parse().unwrap();
+        let lower: Hlc = "1700000000000-000002-0193f4a2dev".parse().unwrap();
+        assert_eq!(upper, lower);
+        assert_eq!(upper.to_string(), "1700000000000-000002-0193f4a2dev");
     }
 
     #[test]

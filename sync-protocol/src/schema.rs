@@ -278,6 +278,22 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// The years a date or timestamp in a record may have: wide for any programme, narrow enough for
+/// every database's date types.
+pub const RECORD_YEARS: std::ops::RangeInclusive<i32> = 1900..=2199;
+
+/// Whether any string or key in a JSON value holds U+0000 (which PostgreSQL cannot store).
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        _ => false,
+    }
+}
+
 impl FieldSpec {
     /// Whether a deleted record (a tombstone) keeps this field on the server: references and
     /// flags, which decide who must learn of the deletion (the counterpart of shared feedback,
@@ -307,6 +323,12 @@ impl FieldSpec {
                 let text = value
                     .as_str()
                     .ok_or_else(|| invalid(format!("{} must be a string", self.name)))?;
+                if text.contains('\0') {
+                    return Err(invalid(format!(
+                        "{} must not contain the NUL character (U+0000)",
+                        self.name
+                    )));
+                }
                 let chars = text.chars().count();
                 if chars > max_chars {
                     return Err(FieldError {
@@ -324,17 +346,33 @@ impl FieldSpec {
                     .ok_or_else(|| invalid(format!("{} must be true or false", self.name)))?;
             }
             FieldType::Date => {
+                use chrono::Datelike;
                 value
                     .as_str()
                     .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-                    .ok_or_else(|| invalid(format!("{} must be a date, YYYY-MM-DD", self.name)))?;
+                    .filter(|date| RECORD_YEARS.contains(&date.year()))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "{} must be a date, YYYY-MM-DD, in the years {}-{}",
+                            self.name,
+                            RECORD_YEARS.start(),
+                            RECORD_YEARS.end()
+                        ))
+                    })?;
             }
             FieldType::Timestamp => {
+                use chrono::Datelike;
                 value
                     .as_str()
                     .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                    .filter(|at| RECORD_YEARS.contains(&at.year()))
                     .ok_or_else(|| {
-                        invalid(format!("{} must be an RFC 3339 timestamp", self.name))
+                        invalid(format!(
+                            "{} must be an RFC 3339 timestamp in the years {}-{}",
+                            self.name,
+                            RECORD_YEARS.start(),
+                            RECORD_YEARS.end()
+                        ))
                     })?;
             }
             FieldType::Uuid => {
@@ -346,6 +384,12 @@ impl FieldSpec {
             FieldType::Json { max_bytes } => {
                 if !(value.is_array() || value.is_object()) {
                     return Err(invalid(format!("{} must be an array or object", self.name)));
+                }
+                if contains_nul(value) {
+                    return Err(invalid(format!(
+                        "{} must not contain the NUL character (U+0000)",
+                        self.name
+                    )));
                 }
                 let bytes = value.to_string().len();
                 if bytes > max_bytes {

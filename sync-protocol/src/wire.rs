@@ -57,6 +57,80 @@ pub struct Mutation {
     pub base: BTreeMap<String, Hlc>,
 }
 
+/// A push as the server reads it: the envelope must be a push, but each mutation is read on its
+/// own, so one that cannot be read (an unknown key, a malformed record id or clock, a wrong type)
+/// is rejected alone with `invalid_mutation` and the others apply. Only a mutation without a
+/// readable `id` fails the whole push: its result could not be told apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPush {
+    /// The mutations that could be read, in order.
+    pub request: PushRequest,
+    /// Those that could not: (position in the push, rejection).
+    pub unreadable: Vec<(usize, MutationResult)>,
+}
+
+impl ReadPush {
+    /// Reads a push body; an error means the body is not a push at all.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope {
+            mutations: Vec<Value>,
+        }
+        #[derive(Deserialize)]
+        struct Identified {
+            id: Uuid,
+        }
+        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        let mut read = ReadPush {
+            request: PushRequest {
+                mutations: Vec::with_capacity(envelope.mutations.len()),
+            },
+            unreadable: Vec::new(),
+        };
+        for (position, value) in envelope.mutations.into_iter().enumerate() {
+            let Identified { id } = Identified::deserialize(&value)?;
+            match Mutation::deserialize(value) {
+                Ok(mutation) => read.request.mutations.push(mutation),
+                Err(err) => read.unreadable.push((
+                    position,
+                    MutationResult {
+                        id,
+                        status: MutationStatus::Rejected,
+                        code: Some("invalid_mutation".to_owned()),
+                        message: Some(format!("the mutation cannot be read: {err}")),
+                        conflicts: Vec::new(),
+                    },
+                )),
+            }
+        }
+        Ok(read)
+    }
+
+    /// How many mutations the push carried, readable or not.
+    pub fn len(&self) -> usize {
+        self.request.mutations.len() + self.unreadable.len()
+    }
+
+    /// Whether the push carried no mutations.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answer for the whole push: the results of the readable mutations (`response`) with
+    /// the rejections of the `unreadable` ones put back in their places.
+    pub fn answer(
+        unreadable: &[(usize, MutationResult)],
+        mut response: PushResponse,
+    ) -> PushResponse {
+        for (position, rejection) in unreadable {
+            let at = (*position).min(response.results.len());
+            response.results.insert(at, rejection.clone());
+        }
+        response
+    }
+}
+
 /// The server's answer to a push: one result per mutation, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

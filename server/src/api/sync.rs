@@ -18,7 +18,9 @@ use poem::{
 };
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, PushRequest};
+use veldwerk_sync_protocol::{
+    APP_VERSION_HEADER, MAX_BATCH, PROTOCOL_HEADER, PROTOCOL_VERSION, ReadPush,
+};
 
 use super::error::{ApiError, error_response};
 use crate::service::{Actor, Error, Services, sync::ChangeNotice};
@@ -123,15 +125,28 @@ async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Res
             err.to_string(),
         ))
     })?;
-    let request: PushRequest = serde_json::from_slice(&bytes).map_err(|err| {
+    let read = ReadPush::from_slice(&bytes).map_err(|err| {
         reject(error_response(
             StatusCode::BAD_REQUEST,
             "invalid_body",
             format!("the push is not valid: {err}"),
         ))
     })?;
+    if read.len() > MAX_BATCH {
+        return Err(failure(Error::Invalid {
+            code: "batch_too_large",
+            message: format!(
+                "a push carries at most {MAX_BATCH} mutations; send the outbox in several pushes"
+            ),
+            details: Some(serde_json::json!({ "max": MAX_BATCH })),
+        }));
+    }
+    let ReadPush {
+        request,
+        unreadable,
+    } = read;
     let response = services.push(&actor, request).await.map_err(failure)?;
-    Ok(Json(response).into_response())
+    Ok(Json(ReadPush::answer(&unreadable, response)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,3 +244,80 @@ db_test!(async fn an_edit_that_loses_to_a_delete_is_handed_back_to_its_owner(app
     tablet.pull().await.unwrap();
     assert_eq!(tablet.replica(), phone.replica());
 });
+
+/// Sends a push body as it is, the way an app built from PROTOCOL.md alone would.
+async fn raw_push(app: &TestApp, token: &str, body: &serde_json::Value) -> veldwerk_tests::Reply {
+    use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    let response = app
+        .client
+        .post(format!("{}/v1/sync/push", app.address))
+        .bearer_auth(token)
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+        .header(APP_VERSION_HEADER, "1.0.0")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    veldwerk_tests::Reply::from(response).await
+}
+
+db_test!(async fn one_bad_value_is_rejected_alone_and_the_rest_of_the_batch_applies(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    // Mutations as the device makes them, then spoiled one way each.
+    let mut mutations = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let id = Uuid::now_v7();
+        phone.write("interviews", id, Some(cohort), json!({
+            "name_consent": false, "status": "draft", "notes": format!("gesprek {n}"),
+        }));
+        ids.push(id);
+    }
+    for mutation in phone.outbox.drain(..) {
+        mutations.push(serde_json::to_value(mutation).unwrap());
+    }
+    let spoil: [(&str, &dyn Fn(&mut serde_json::Value)); 10] = [
+        ("applies", &|_| {}),
+        ("invalid_field", &|m| m["fields"]["notes"] = json!("a\u{0}b")),
+        ("invalid_field", &|m| m["fields"]["questions"] = json!([{ "vraag\u{0}": "x" }])),
+        ("invalid_field", &|m| m["fields"]["interviewed_on"] = json!("-5000-01-01")),
+        ("invalid_field", &|m| m["fields"]["interviewed_on"] = json!("+262142-01-01")),
+        // Swift's uuidString spells the device's id in upper case: the same device.
+        ("applies", &|m| {
+            let clock = m["clock"].as_str().unwrap().to_uppercase();
+            m["clock"] = json!(clock);
+        }),
+        ("invalid_mutation", &|m| m["colour"] = json!("blauw")),
+        ("invalid_mutation", &|m| m["record_id"] = json!("not-a-uuid")),
+        ("field_too_large", &|m| m["fields"]["notes"] = json!("x".repeat(20_001))),
+        ("applies", &|_| {}),
+    ];
+    for (mutation, (_, spoil)) in mutations.iter_mut().zip(spoil.iter()) {
+        spoil(mutation);
+    }
+    let body = json!({ "mutations": mutations });
+    for attempt in 0..2 {
+        // The same answer the second time: nothing blocks the outbox, nothing applies twice.
+        let answer = raw_push(&app, &token, &body).await.expect(200);
+        let results = answer["results"].as_array().unwrap();
+        assert_eq!(results.len(), 10, "attempt {attempt}");
+        for ((result, (expected, _)), id) in results.iter().zip(spoil.iter()).zip(&mutations) {
+            assert_eq!(result["id"], id["id"]);
+            if *expected == "applies" {
+                assert_eq!(result["status"], "applied", "{result}");
+            } else {
+                assert_eq!((result["status"].as_str(), result["code"].as_str()), (Some("rejected"), Some(*expected)), "{result}");
+            }
+        }
+    }
+    phone.pull().await.unwrap();
+    let mut stored = phone.ids("interviews");
+    stored.sort();
+    let mut expected = vec![ids[0], ids[5], ids[9]];
+    expected.sort();
+    assert_eq!(stored, expected);
+    // A body that is not a push at all is still refused whole.
+    raw_push(&app, &token, &json!({ "mutations": "nee" })).await.expect_error(400, "invalid_body");
+    raw_push(&app, &token, &json!({ "mutations": [{ "collection": "interviews" }] })).await.expect_error(400, "invalid_body");
+});
