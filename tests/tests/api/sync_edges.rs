@@ -245,6 +245,9 @@ db_test!(async fn an_edit_that_loses_to_a_delete_is_handed_back_to_its_owner(app
     assert_eq!(tablet.replica(), phone.replica());
 });
 
+/// Changes a mutation's JSON one way.
+type Spoil = dyn Fn(&mut serde_json::Value);
+
 /// Sends a push body as it is, the way an app built from PROTOCOL.md alone would.
 async fn raw_push(app: &TestApp, token: &str, body: &serde_json::Value) -> veldwerk_tests::Reply {
     use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION};
@@ -277,7 +280,7 @@ db_test!(async fn one_bad_value_is_rejected_alone_and_the_rest_of_the_batch_appl
     for mutation in phone.outbox.drain(..) {
         mutations.push(serde_json::to_value(mutation).unwrap());
     }
-    let spoil: [(&str, &dyn Fn(&mut serde_json::Value)); 10] = [
+    let spoil: [(&str, &Spoil); 10] = [
         ("applies", &|_| {}),
         ("invalid_field", &|m| m["fields"]["notes"] = json!("a\u{0}b")),
         ("invalid_field", &|m| m["fields"]["questions"] = json!([{ "vraag\u{0}": "x" }])),
