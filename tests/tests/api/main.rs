@@ -17,5 +17,6 @@ mod replicas;
 mod sync;
 mod sync_edges;
 mod sync_faults;
+mod sync_model;
 mod tus;
 mod upload_faults;
