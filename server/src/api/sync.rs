@@ -175,10 +175,6 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
     Ok(Json(response).into_response())
 }
 
-/// Server-sent events: a retry hint and `ready` once, then `poke` whenever something in the
-/// caller's scope changed. Pokes carry no data: the client pulls. Comments keep idle connections
-/// open. When the server shuts down, `reconnect` ends the stream; the client reconnects after the
-/// retry hint (to another replica).
 #[cfg(test)]
 mod tests {
     #[test]
@@ -190,12 +186,18 @@ mod tests {
     }
 }
 
+/// Server-sent events: a retry hint and `ready` once, then `poke` whenever something in the
+/// caller's scope changed. Pokes carry no data: the client pulls. Comments keep idle connections
+/// open. When the server shuts down, `reconnect` ends the stream; the client reconnects after the
+/// retry hint (to another replica). When the device's session ends (logout, revocation),
+/// `revoked` ends the stream for good.
 #[handler]
 async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;
     let (member, staff) = services.sync_scope(&actor).await.map_err(failure)?;
     let interest = Interest {
         user: actor.user_id,
+        device: actor.device_id,
         member: member.into_iter().collect(),
         staff: staff.into_iter().collect(),
     };
@@ -209,6 +211,7 @@ async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Respon
 /// What one stream listens for.
 struct Interest {
     user: uuid::Uuid,
+    device: uuid::Uuid,
     member: HashSet<uuid::Uuid>,
     staff: HashSet<uuid::Uuid>,
 }
@@ -265,6 +268,9 @@ fn poke_stream(
             match receiver.recv().await {
                 Ok(_) if open.0.is_draining() => {
                     return Some((Event::message("{}").event_type("reconnect"), None));
+                }
+                Ok(notice) if notice.ended_devices.contains(&interest.device) => {
+                    return Some((Event::message("{}").event_type("revoked"), None));
                 }
                 Ok(notice) if interest.concerns(&notice) => break,
                 Ok(_) => continue,

@@ -142,8 +142,7 @@ impl Services {
         let revoked = async {
             let device = store::find_device(&self.db, token.device_id).await?;
             if let Some(device) = device {
-                store::revoke_device(&self.db, device.user_id, device.id, now).await?;
-                push_store::delete_push_device(&self.db, device.id).await?;
+                self.end_session(device.user_id, device.id, now).await?;
             }
             Ok::<_, Error>(())
         }
@@ -292,9 +291,28 @@ impl Services {
 
     /// Ends the caller's session on this device.
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
-        store::revoke_device(&self.db, actor.user_id, actor.device_id, Utc::now()).await?;
-        push_store::delete_push_device(&self.db, actor.device_id).await?;
+        self.end_session(actor.user_id, actor.device_id, Utc::now())
+            .await?;
         Ok(())
+    }
+
+    /// Revokes a device's session: its tokens stop working, it gets no more push messages, and
+    /// its live streams close. False when it was not a live device of this user.
+    async fn end_session(
+        &self,
+        user_id: Uuid,
+        device_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        if !store::revoke_device(&self.db, user_id, device_id, now).await? {
+            return Ok(false);
+        }
+        push_store::delete_push_device(&self.db, device_id).await?;
+        self.publish_notice(super::sync::ChangeNotice {
+            ended_devices: vec![device_id],
+            ..Default::default()
+        });
+        Ok(true)
     }
 
     /// The caller's own account.
@@ -311,8 +329,10 @@ impl Services {
 
     /// Revokes one of the caller's own devices.
     pub async fn revoke_device(&self, actor: &Actor, device_id: Uuid) -> Result<()> {
-        if store::revoke_device(&self.db, actor.user_id, device_id, Utc::now()).await? {
-            push_store::delete_push_device(&self.db, device_id).await?;
+        if self
+            .end_session(actor.user_id, device_id, Utc::now())
+            .await?
+        {
             return Ok(());
         }
         // Already revoked is fine (idempotent); another user's device is not found.

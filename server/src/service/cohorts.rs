@@ -338,6 +338,9 @@ impl Services {
                     gone.push((spec.name, record));
                 }
             }
+        } else {
+            // Feedback fellow members shared with them, and its files.
+            gone.extend(sync::shared_with_in_cohort(&self.db, user_id, id).await?);
         }
         let txn = crate::store::begin_write(&self.db).await?;
         store::delete_member(&txn, id, user_id).await?;

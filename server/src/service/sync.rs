@@ -43,6 +43,9 @@ pub struct ChangeNotice {
     pub record_cohorts: Vec<Uuid>,
     /// Cohorts whose schedule changed: all their members are poked.
     pub member_cohorts: Vec<Uuid>,
+    /// Devices whose session ended (logout, revocation): their streams say so and close.
+    #[serde(default)]
+    pub ended_devices: Vec<Uuid>,
 }
 
 /// The PostgreSQL channel that carries change notices between replicas.
@@ -62,10 +65,9 @@ impl Services {
     /// Publishes a change to the live streams. Nobody listening is fine.
     pub(crate) fn notify_change(&self, member_cohorts: &[Uuid], users: &[Uuid]) {
         self.publish_notice(ChangeNotice {
-            everyone: false,
             users: users.to_vec(),
-            record_cohorts: Vec::new(),
             member_cohorts: member_cohorts.to_vec(),
+            ..ChangeNotice::default()
         });
     }
 
@@ -389,7 +391,10 @@ impl Services {
         }
         let (member_cohorts, staff_cohorts) = self.sync_scope(actor).await?;
         let audience = match actor.role {
-            Role::Participant => Audience::Participant(actor.user_id),
+            Role::Participant => Audience::Participant {
+                user: actor.user_id,
+                cohorts: member_cohorts.clone(),
+            },
             Role::Trainer | Role::Admin => Audience::Cohorts(staff_cohorts.clone()),
         };
         let scope = PullScope {

@@ -148,8 +148,9 @@ pub async fn find_records(
 /// Who the caller is, for a pull.
 #[derive(Debug, Clone)]
 pub enum Audience {
-    /// A participant: their own records, and feedback shared with them.
-    Participant(Uuid),
+    /// A participant: their own records, and feedback shared with them by members of the cohorts
+    /// they are still in.
+    Participant { user: Uuid, cohorts: Vec<Uuid> },
     /// A trainer or admin: every record of these cohorts.
     Cohorts(Vec<Uuid>),
 }
@@ -165,17 +166,22 @@ pub async fn changed_records(
     limit: u64,
 ) -> Result<Vec<StoredRecord>, DbErr> {
     let scope = match audience {
-        Audience::Participant(user_id) => {
+        Audience::Participant {
+            user: user_id,
+            cohorts,
+        } => {
             let mut scope = Condition::any().add(Expr::col("owner_id").eq(*user_id));
             if spec.field(COUNTERPART_FIELD).is_some() {
                 scope = scope.add(
                     Expr::col(COUNTERPART_FIELD)
                         .eq(*user_id)
-                        .and(Expr::col(SHARED_FIELD).eq(true)),
+                        .and(Expr::col(SHARED_FIELD).eq(true))
+                        .and(Expr::col("cohort_id").is_in(cohorts.iter().copied())),
                 );
             }
             if spec.name == ATTACHMENTS.name {
-                // The files of feedback exercises shared with the caller.
+                // The files of feedback exercises shared with the caller (deleted ones too: their
+                // files' tombstones must reach the caller as well).
                 scope = scope.add(
                     Expr::col(PARENT_ID_FIELD).in_subquery(
                         Query::select()
@@ -183,7 +189,7 @@ pub async fn changed_records(
                             .from(FEEDBACK_EXERCISES.name)
                             .and_where(Expr::col(COUNTERPART_FIELD).eq(*user_id))
                             .and_where(Expr::col(SHARED_FIELD).eq(true))
-                            .and_where(Expr::col("deleted").eq(false))
+                            .and_where(Expr::col("cohort_id").is_in(cohorts.iter().copied()))
                             .to_owned(),
                     ),
                 );
@@ -223,6 +229,35 @@ pub async fn stamp_records(
         .to_owned();
     db.execute(&statement).await?;
     Ok(())
+}
+
+/// Feedback exercises of other members in a cohort that name `user_id` as counterpart, and their
+/// attachments: what a participant removed from the cohort must lose.
+pub async fn shared_with_in_cohort(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    cohort_id: Uuid,
+) -> Result<Vec<(&'static str, Uuid)>, DbErr> {
+    let feedback = Query::select()
+        .column("id")
+        .from(FEEDBACK_EXERCISES.name)
+        .and_where(Expr::col(COUNTERPART_FIELD).eq(user_id))
+        .and_where(Expr::col("cohort_id").eq(cohort_id))
+        .and_where(Expr::col("owner_id").ne(user_id))
+        .to_owned();
+    let mut gone = Vec::new();
+    for row in db.query_all(&feedback).await? {
+        gone.push((FEEDBACK_EXERCISES.name, row.try_get::<Uuid>("", "id")?));
+    }
+    let files = Query::select()
+        .column("id")
+        .from(ATTACHMENTS.name)
+        .and_where(Expr::col(PARENT_ID_FIELD).in_subquery(feedback))
+        .to_owned();
+    for row in db.query_all(&files).await? {
+        gone.push((ATTACHMENTS.name, row.try_get::<Uuid>("", "id")?));
+    }
+    Ok(gone)
 }
 
 /// Every record of one collection in a cohort up to a version (for a grown scope).

@@ -324,3 +324,50 @@ db_test!(async fn one_bad_value_is_rejected_alone_and_the_rest_of_the_batch_appl
     raw_push(&app, &token, &json!({ "mutations": "nee" })).await.expect_error(400, "invalid_body");
     raw_push(&app, &token, &json!({ "mutations": [{ "collection": "interviews" }] })).await.expect_error(400, "invalid_body");
 });
+
+db_test!(async fn a_revoked_or_logged_out_device_loses_its_live_stream(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let tablet = tablet(&app, &phone, &token).await;
+    let mut phone_stream = veldwerk_tests::LiveStream::open(&app.client, &app.address, &token).await;
+    let mut tablet_stream = veldwerk_tests::LiveStream::open(&app.client, &app.address, tablet.debug_token()).await;
+    phone_stream.next_event("ready").await;
+    tablet_stream.next_event("ready").await;
+
+    // The phone revokes the tablet: the tablet's stream is told and closed, the phone's goes on.
+    app.delete(&format!("/v1/me/devices/{}", tablet.device_id), &token).await.expect(204);
+    let last = tablet_stream.until_closed().await;
+    assert!(last.contains("event: revoked"), "{last:?}");
+    phone.write("interviews", Uuid::now_v7(), Some(cohort), json!({ "name_consent": false, "status": "draft" }));
+    phone.sync().await.unwrap();
+    phone_stream.next_event("poke").await;
+
+    // Logging out closes the phone's own stream the same way.
+    app.post("/v1/auth/logout", Some(&token), json!({})).await.expect(204);
+    let last = phone_stream.until_closed().await;
+    assert!(last.contains("event: revoked"), "{last:?}");
+});
+
+db_test!(async fn a_participant_removed_from_a_cohort_stops_receiving_shared_feedback(app) {
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let code = crate::fixtures::invite_code(&app, &trainer, &cohort.to_string()).await;
+    let mut pieter = Device::new(&app.address, &app.enrol(&code, "Pieter").await);
+    let feedback = Uuid::now_v7();
+    sanne.write("feedback_exercises", feedback, Some(cohort), json!({
+        "direction": "given", "counterpart_user_id": pieter.user_id, "shared": true,
+        "observation": "je liet mij uitpraten",
+    }));
+    sanne.sync().await.unwrap();
+    pieter.pull().await.unwrap();
+    assert_eq!(pieter.ids("feedback_exercises"), [feedback]);
+
+    app.delete(&format!("/v1/cohorts/{cohort}/members/{}", pieter.user_id), &trainer.token).await.expect(204);
+    pieter.pull().await.unwrap();
+    assert!(pieter.ids("feedback_exercises").is_empty(), "the shared feedback leaves with the cohort");
+    // Later edits of it do not reach him either.
+    sanne.write("feedback_exercises", feedback, None, json!({ "observation": "na zijn vertrek" }));
+    sanne.sync().await.unwrap();
+    pieter.pull().await.unwrap();
+    assert!(pieter.ids("feedback_exercises").is_empty());
+    assert!(!pieter.server.contains_key(&("feedback_exercises".to_owned(), feedback)));
+});
