@@ -825,7 +825,24 @@ fn apply_mutation(
         .collect();
     // A deleted attachment no longer counts against the quota, later in this batch too.
     context.attachment_usage -= freed;
-    if applied.changed || !conflicts.is_empty() {
+    // Writing a field over the value the record holds (its clock as `base`) settles that field's
+    // earlier conflicts: the owner saw the outcome and chose. This is how an app dismisses one.
+    let settled: Vec<&String> = mutation
+        .fields
+        .keys()
+        .filter(|field| {
+            record.state.get(*field).map(|stamped| &stamped.clock) == mutation.base.get(*field)
+                && mutation.base.contains_key(*field)
+        })
+        .collect();
+    let before = record.conflicts.len();
+    if record.owner_id == actor.user_id {
+        record
+            .conflicts
+            .retain(|conflict| !settled.contains(&&conflict.field));
+    }
+    let dismissed = record.conflicts.len() != before;
+    if applied.changed || !conflicts.is_empty() || dismissed {
         record.state = applied.state;
         record.conflicts.extend(conflicts.iter().cloned());
         let excess = record.conflicts.len().saturating_sub(MAX_KEPT_CONFLICTS);

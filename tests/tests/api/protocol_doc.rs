@@ -150,4 +150,49 @@ db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) 
     let answer: PushResponse = phone.send_batch(&phone.outbox.clone()).await.unwrap();
     let result = serde_json::to_value(&answer.results[0]).unwrap();
     assert_matches(&examples["conflict-result"], &result, &mut BTreeMap::new(), "conflict-result");
+    phone.outbox.clear();
+
+    // The owner pulls the record with its conflict...
+    let page = pull_since(&app, &phone, &cursor_of(&phone)).await;
+    assert_matches(&examples["conflicted-record"], &page["changes"][0], &mut bound, "conflicted-record");
+    let kept_clock = page["changes"][0]["conflicts"][0]["kept_clock"].clone();
+    phone.apply_page(serde_json::from_value(page).unwrap()).unwrap();
+    // ...and settles it by writing the field over the value the record holds.
+    phone.write("interviews", interview, None, json!({ "notes": "Versie van de telefoon" }));
+    let dismissal = serde_json::to_value(&phone.outbox[0]).unwrap();
+    assert_matches(&examples["dismiss-conflict"], &dismissal, &mut bound, "dismiss-conflict");
+    assert_eq!(dismissal["base"]["notes"], kept_clock);
+    let before = cursor_of(&phone);
+    phone.push().await.unwrap();
+    let page = pull_since(&app, &phone, &before).await;
+    assert!(page["changes"][0].get("conflicts").is_none(), "{page}");
+    phone.apply_page(serde_json::from_value(page).unwrap()).unwrap();
+
+    // A deletion reaches the other device as a tombstone without content.
+    let before = cursor_of(&tablet);
+    phone.delete("interviews", interview);
+    phone.push().await.unwrap();
+    let page = pull_since(&app, &tablet, &before).await;
+    assert_matches(&examples["tombstone"], &page["changes"][0], &mut bound, "tombstone");
 });
+
+fn cursor_of(device: &veldwerk_tests::client::Device) -> String {
+    device.cursor.clone().unwrap()
+}
+
+async fn pull_since(
+    app: &veldwerk_tests::TestApp,
+    device: &veldwerk_tests::client::Device,
+    cursor: &str,
+) -> Value {
+    let reply = app
+        .client
+        .get(format!("{}/v1/sync/pull?cursor={cursor}", app.address))
+        .bearer_auth(device.debug_token())
+        .header("veldwerk-protocol", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    reply.json().await.unwrap()
+}
