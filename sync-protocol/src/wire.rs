@@ -81,7 +81,7 @@ impl ReadPush {
         struct Identified {
             id: Uuid,
         }
-        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        let envelope: Envelope = serde_json::from_slice(&replace_lone_surrogates(bytes))?;
         let mut read = ReadPush {
             request: PushRequest {
                 mutations: Vec::with_capacity(envelope.mutations.len()),
@@ -128,6 +128,55 @@ impl ReadPush {
             response.results.insert(at, rejection.clone());
         }
         response
+    }
+}
+
+/// Replaces `\uXXXX` escapes of lone UTF-16 surrogates in JSON strings with `\ufffd`, the
+/// replacement character, as browsers do when such a string becomes text. A JavaScript app that
+/// cuts a string in the middle of an emoji sends exactly this; it is valid JSON syntax but no
+/// Unicode text, and would otherwise make the whole push unreadable forever. Same length, so only
+/// a copy when there is something to replace.
+pub fn replace_lone_surrogates(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    fn surrogate_at(bytes: &[u8], at: usize) -> Option<u16> {
+        let escape = bytes.get(at..at + 6)?;
+        if escape[0] != b'\\' || escape[1] != b'u' {
+            return None;
+        }
+        let hex = std::str::from_utf8(&escape[2..]).ok()?;
+        u16::from_str_radix(hex, 16)
+            .ok()
+            .filter(|unit| (0xD800..=0xDFFF).contains(unit))
+    }
+    let mut fixed: Option<Vec<u8>> = None;
+    let (mut at, mut in_string) = (0, false);
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                match surrogate_at(bytes, at) {
+                    Some(0xD800..=0xDBFF)
+                        if surrogate_at(bytes, at + 6)
+                            .is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+                    {
+                        at += 12; // a well-formed pair
+                        continue;
+                    }
+                    Some(_) => {
+                        let copy = fixed.get_or_insert_with(|| bytes.to_vec());
+                        copy[at..at + 6].copy_from_slice(b"\\ufffd");
+                        at += 6;
+                        continue;
+                    }
+                    None => at += 1, // skip the escaped character
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    match fixed {
+        Some(copy) => std::borrow::Cow::Owned(copy),
+        None => std::borrow::Cow::Borrowed(bytes),
     }
 }
 
@@ -234,4 +283,33 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+}
+
+#[cfg(test)]
+mod surrogate_tests {
+    use super::replace_lone_surrogates;
+
+    fn fixed(json: &str) -> String {
+        String::from_utf8(replace_lone_surrogates(json.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters_and_pairs_stay() {
+        assert_eq!(fixed(r#"["a\ud83d"]"#), r#"["a\ufffd"]"#);
+        assert_eq!(fixed(r#"["\ude00b"]"#), r#"["\ufffdb"]"#);
+        assert_eq!(fixed(r#"["\ud83d\ude00"]"#), r#"["\ud83d\ude00"]"#);
+        assert_eq!(
+            fixed(r#"["\ud83d\ud83d\ude00"]"#),
+            r#"["\ufffd\ud83d\ude00"]"#
+        );
+        // An escaped backslash before `u` is not an escape; nor is anything outside strings.
+        assert_eq!(fixed(r#"["\\ud800"]"#), r#"["\\ud800"]"#);
+        assert_eq!(
+            fixed(r#"{"k": "\"", "v": "\ud800"}"#),
+            r#"{"k": "\"", "v": "\ufffd"}"#
+        );
+        let parsed: Vec<String> =
+            serde_json::from_slice(&replace_lone_surrogates(br#"["x\ud800"]"#)).unwrap();
+        assert_eq!(parsed, ["x\u{fffd}"]);
+    }
 }

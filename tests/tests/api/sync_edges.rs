@@ -426,6 +426,26 @@ db_test!(async fn hostile_values_in_every_field_are_rejected_alone_never_a_5xx(a
         }
     }
     assert!(checked > 500, "{checked} hostile mutations");
+    // A JavaScript string cut in the middle of an emoji: a lone surrogate escape, which no
+    // Unicode text holds. It arrives as the replacement character, and blocks nothing.
+    let id = Uuid::now_v7();
+    phone.write("interviews", id, Some(cohort), json!({ "name_consent": false, "status": "draft", "notes": "LONE" }));
+    let batch: Vec<serde_json::Value> = phone.outbox.drain(..).map(|m| serde_json::to_value(m).unwrap()).collect();
+    let body = json!({ "mutations": batch }).to_string().replace("LONE", "ik was blij \\ud83d");
+    let reply = app
+        .client
+        .post(format!("{}/v1/sync/push", app.address))
+        .bearer_auth(&token)
+        .header("veldwerk-protocol", "1")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let reply = veldwerk_tests::Reply::from(reply).await;
+    assert_eq!(reply.expect(200)["results"][0]["status"], "applied");
+    phone.pull().await.unwrap();
+    assert_eq!(phone.view("interviews", id).unwrap()["notes"], "ik was blij \u{fffd}");
     // Everything accepted can be pulled back.
     phone.pull().await.unwrap();
 });
