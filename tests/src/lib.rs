@@ -164,6 +164,9 @@ macro_rules! db_test {
 #[macro_export]
 macro_rules! fcm_test {
     ($(#[$meta:meta])* async fn $name:ident($app:ident, $fcm:ident) $body:block) => {
+        $crate::fcm_test!($(#[$meta])* async fn $name($app, $fcm) with |_| {}; $body);
+    };
+    ($(#[$meta:meta])* async fn $name:ident($app:ident, $fcm:ident) with $configure:expr; $body:block) => {
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
@@ -173,20 +176,23 @@ macro_rules! fcm_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $crate::run_with_fcm($crate::Backend::Sqlite, scenario).await;
+                $crate::run_with_fcm($crate::Backend::Sqlite, $configure, scenario).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::run_with_fcm($crate::Backend::Postgres, scenario).await;
+                $crate::run_with_fcm($crate::Backend::Postgres, $configure, scenario).await;
             }
         }
     };
 }
 
 /// Starts a local FCM server, then the app configured to send through it, and runs `scenario`.
-pub async fn run_with_fcm<F, Fut>(backend: Backend, scenario: F)
-where
+pub async fn run_with_fcm<F, Fut>(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+    scenario: F,
+) where
     F: FnOnce(TestApp, fcm_mock::MockFcm) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -197,6 +203,7 @@ where
         config.push.mode = veldwerk_server::config::PushMode::Fcm;
         config.push.fcm_credentials_json = Some(Secret::new(key));
         config.push.fcm_base_url = url;
+        configure(config);
     };
     run_scenario(backend, configure, |app| scenario(app, fcm)).await;
 }

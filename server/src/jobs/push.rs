@@ -3,9 +3,9 @@
 //!
 //! Deliveries are leased with `FOR UPDATE SKIP LOCKED` (on PostgreSQL), so workers on several
 //! replicas share the work and never take the same row; a worker that dies before sending loses
-//! its lease and another takes the rows over. Right before sending, rows are marked `sending`;
-//! a worker that dies mid-send leaves them so, and they become `unknown` instead of being sent
-//! again: nobody gets a reminder twice.
+//! its lease and another takes the rows over. As its request starts, a row is marked `sending`;
+//! a worker that dies mid-send leaves it so, and it becomes `unknown` instead of being sent
+//! again: nobody gets a reminder twice, and only the requests in flight at a crash are unknown.
 
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
     // without waves, and a recorder task writes outcomes in batches, one transaction each.
     let (results, received) = tokio::sync::mpsc::channel(concurrency * 2);
     let recorder = tokio::spawn(record_outcomes(services.clone(), received, batch));
-    let sending = send_claimed(services, worker, now, concurrency, batch, &results).await;
+    let sending = send_claimed(services, worker, now, concurrency, &results).await;
     drop(results);
     let recorded = recorder
         .await
@@ -85,37 +85,46 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
 
 /// Claims due deliveries and sends them, at most `concurrency` at a time, handing every outcome
 /// to the recorder. Returns whether sending paused for broken credentials.
+///
+/// A delivery is marked `sending` only as its request starts, so a crash leaves `unknown` at most
+/// the requests in flight; the rest of a claim is still `pending` and is sent after the lease runs
+/// out. Marks are written for a group of starts at once (an eighth of `concurrency`), one
+/// statement per group rather than one per message.
 async fn send_claimed(
     services: &Services,
     worker: &str,
     now: DateTime<Utc>,
     concurrency: usize,
-    batch: usize,
     results: &tokio::sync::mpsc::Sender<(delivery::Model, SendOutcome)>,
 ) -> Result<bool> {
     let mut in_flight = FuturesUnordered::new();
     let mut paused = false;
+    let group = (concurrency / 8).max(1);
     loop {
         let claimed =
             store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH).await?;
         let total = claimed.len() as u64;
-        for chunk in claimed.chunks(batch) {
+        let mut waiting: std::collections::VecDeque<delivery::Model> = claimed.into();
+        while !waiting.is_empty() {
             if services.push_paused(now) {
                 // Credentials broke mid-round: hand the rest back untouched.
-                for delivery in chunk {
-                    release(services, delivery, now).await?;
+                for delivery in waiting.drain(..) {
+                    release(services, &delivery, now).await?;
                 }
                 paused = true;
+                break;
+            }
+            let free = concurrency - in_flight.len();
+            if free < group.min(waiting.len()) {
+                if let Some(done) = in_flight.next().await {
+                    let _ = results.send(done).await;
+                }
                 continue;
             }
-            let ids: Vec<Uuid> = chunk.iter().map(|d| d.id).collect();
+            let starting: Vec<delivery::Model> = waiting.drain(..free.min(waiting.len())).collect();
+            let ids: Vec<Uuid> = starting.iter().map(|d| d.id).collect();
             store::mark_sending(services.db(), &ids, worker).await?;
-            for delivery in chunk.iter().cloned() {
-                while in_flight.len() >= concurrency {
-                    if let Some(done) = in_flight.next().await {
-                        let _ = results.send(done).await;
-                    }
-                }
+            for delivery in starting {
                 in_flight.push(async move {
                     let result = send(services, &delivery).await;
                     (delivery, result)

@@ -421,6 +421,59 @@ fcm_test!(async fn a_worker_that_dies_is_taken_over_without_a_second_send(app, f
     assert_eq!(listed[0]["delivery_counts"]["unknown"], 1);
 });
 
+fcm_test!(async fn a_crash_mid_fan_out_leaves_unknown_only_what_was_in_flight(app, fcm) with |config| {
+    // The worker runs inside the server, as in production, so killing the server kills it.
+    config.push.worker_enabled = true;
+    config.push.worker_interval_secs = 1;
+    config.push.concurrency = 8;
+}; {
+    const DEVICES: usize = 48;
+    let mut app = app;
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-0", "nl-NL", "Europe/Amsterdam").await;
+    for n in 1..DEVICES {
+        participant_with_token(&app, &trainer, cohort, &format!("P{n}"), &format!("tok-{n}")).await;
+    }
+    fcm.set_latency(Duration::from_millis(100));
+    announce(&app, &trainer, cohort, "Morgen een andere zaal").await;
+
+    // Killed in the middle of the fan-out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fcm.attempts().len() < 12 {
+        assert!(std::time::Instant::now() < deadline, "the worker starts sending");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    app.kill();
+    let reached_before: std::collections::BTreeSet<String> =
+        fcm.attempts().into_iter().map(|(token, _)| token).collect();
+    assert!(reached_before.len() < DEVICES, "killed mid-way");
+
+    // Restarted; once the dead worker's lease has run out the rest goes out.
+    app.restart().await;
+    run_once_at(&app.services, "survivor", Utc::now() + chrono::Duration::minutes(3)).await.unwrap();
+    let rows = deliveries(&app).await;
+    let unknown: Vec<&str> = rows.iter().filter(|d| d.status == "unknown").map(|d| d.token.as_str()).collect();
+    let sent = rows.iter().filter(|d| d.status == "sent").count();
+    // Unknown: requests that reached FCM but whose outcome was not recorded, and requests in
+    // flight that had not arrived yet: at most the 8 in flight, and in practice a request arrives
+    // within a few milliseconds of the 100 it is held, so hardly any. Marking rows ahead of their
+    // requests (the defect this test was written for) leaves 8 or more that never left.
+    let never_arrived = unknown.iter().filter(|token| !reached_before.contains(**token)).count();
+    assert!(never_arrived <= 4, "{never_arrived} unknown deliveries never reached FCM: {unknown:?}");
+    assert_eq!(sent + unknown.len(), DEVICES, "every other device got its message");
+    let mut attempts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (token, _) in fcm.attempts() {
+        *attempts.entry(token).or_default() += 1;
+    }
+    assert!(attempts.values().all(|n| *n == 1), "nobody got it twice: {attempts:?}");
+    for n in 0..DEVICES {
+        let token = format!("tok-{n}");
+        if !unknown.contains(&token.as_str()) {
+            assert_eq!(attempts.get(&token), Some(&1), "{token} was sent once");
+        }
+    }
+});
+
 fcm_test!(async fn two_workers_deliver_each_message_exactly_once(app, fcm) {
     let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-0", "nl-NL", "Europe/Amsterdam").await;

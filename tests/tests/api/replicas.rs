@@ -72,48 +72,52 @@ async fn a_stream_on_one_replica_is_poked_by_a_change_through_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_on_two_replicas_deliver_each_message_once() {
-    veldwerk_tests::run_with_fcm(Backend::Postgres, |app, fcm| async move {
-        use veldwerk_tests::veldwerk_server::jobs::push::run_once;
-        let replica = app.start_replica().await;
-        let trainer = crate::fixtures::demo_trainer(&app).await;
-        let cohort = crate::fixtures::demo_cohort(&app, &trainer).await;
-        let mut tokens = Vec::new();
-        for n in 0..12 {
-            let code = crate::fixtures::invite_code(&app, &trainer, &cohort).await;
-            let session = app.enrol(&code, &format!("P{n}")).await;
-            let token = format!("tok-replica-{n}");
-            app.call(
-                reqwest::Method::PUT,
-                "/v1/me/push-device",
-                session["access_token"].as_str(),
-                Some(serde_json::json!({
-                    "token": token, "platform": "ios", "locale": "nl-NL",
-                    "time_zone": "Europe/Amsterdam", "app_version": "1.0.0"
-                })),
-            )
-            .await
-            .expect(200);
-            tokens.push(token);
-        }
-        for title in ["Eén", "Twee"] {
-            app.post(
-                &format!("/v1/cohorts/{cohort}/announcements"),
-                Some(&trainer.token),
-                serde_json::json!({ "title": title, "body": "Tot dinsdag" }),
-            )
-            .await
-            .expect(201);
-        }
-        fcm.set_latency(std::time::Duration::from_millis(5));
-        let (a, b) = tokio::join!(
-            run_once(&app.services, "replica-a"),
-            run_once(&replica.services, "replica-b")
-        );
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!(a.sent + b.sent, 24, "{a:?} {b:?}");
-        for token in &tokens {
-            assert_eq!(fcm.attempts_to(token).len(), 2, "{token}");
-        }
-    })
+    veldwerk_tests::run_with_fcm(
+        Backend::Postgres,
+        |_| {},
+        |app, fcm| async move {
+            use veldwerk_tests::veldwerk_server::jobs::push::run_once;
+            let replica = app.start_replica().await;
+            let trainer = crate::fixtures::demo_trainer(&app).await;
+            let cohort = crate::fixtures::demo_cohort(&app, &trainer).await;
+            let mut tokens = Vec::new();
+            for n in 0..12 {
+                let code = crate::fixtures::invite_code(&app, &trainer, &cohort).await;
+                let session = app.enrol(&code, &format!("P{n}")).await;
+                let token = format!("tok-replica-{n}");
+                app.call(
+                    reqwest::Method::PUT,
+                    "/v1/me/push-device",
+                    session["access_token"].as_str(),
+                    Some(serde_json::json!({
+                        "token": token, "platform": "ios", "locale": "nl-NL",
+                        "time_zone": "Europe/Amsterdam", "app_version": "1.0.0"
+                    })),
+                )
+                .await
+                .expect(200);
+                tokens.push(token);
+            }
+            for title in ["Eén", "Twee"] {
+                app.post(
+                    &format!("/v1/cohorts/{cohort}/announcements"),
+                    Some(&trainer.token),
+                    serde_json::json!({ "title": title, "body": "Tot dinsdag" }),
+                )
+                .await
+                .expect(201);
+            }
+            fcm.set_latency(std::time::Duration::from_millis(5));
+            let (a, b) = tokio::join!(
+                run_once(&app.services, "replica-a"),
+                run_once(&replica.services, "replica-b")
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(a.sent + b.sent, 24, "{a:?} {b:?}");
+            for token in &tokens {
+                assert_eq!(fcm.attempts_to(token).len(), 2, "{token}");
+            }
+        },
+    )
     .await;
 }
