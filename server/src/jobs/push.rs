@@ -104,7 +104,17 @@ async fn send_claimed(
         let claimed =
             store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH).await?;
         let total = claimed.len() as u64;
-        let mut waiting: std::collections::VecDeque<delivery::Model> = claimed.into();
+        let unwanted = services.unwanted_deliveries(&claimed, now).await?;
+        for (id, reason) in &unwanted {
+            let delivery = claimed.iter().find(|d| d.id == *id);
+            if let Some(delivery) = delivery {
+                skip(services, delivery, reason).await?;
+            }
+        }
+        let mut waiting: std::collections::VecDeque<delivery::Model> = claimed
+            .into_iter()
+            .filter(|d| !unwanted.iter().any(|(id, _)| *id == d.id))
+            .collect();
         while !waiting.is_empty() {
             if services.push_paused(now) {
                 // Credentials broke mid-round: hand the rest back untouched.
@@ -224,6 +234,25 @@ async fn send(services: &Services, delivery: &delivery::Model) -> SendOutcome {
     };
     let message = Message::alert(&delivery.token, &alert, Utc::now().timestamp());
     services.sender().send(&message).await
+}
+
+/// Ends a delivery that is no longer wanted, unsent.
+async fn skip(services: &Services, delivery: &delivery::Model, reason: &str) -> Result<()> {
+    store::record_delivery(
+        services.db(),
+        &DeliveryUpdate {
+            id: delivery.id,
+            status: "skipped",
+            attempts: delivery.attempts,
+            next_attempt_at: delivery.next_attempt_at,
+            error_code: Some("no_longer_wanted".into()),
+            error_message: Some(reason.to_owned()),
+            message_id: None,
+            sent_at: None,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn release(

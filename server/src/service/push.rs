@@ -580,6 +580,38 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Deliveries of reminders that should no longer go out: their work was marked done, their
+    /// assignment removed, or their day has started since they were dispatched. The worker asks
+    /// before every attempt, retries included, so a reminder never arrives after the work.
+    pub async fn unwanted_deliveries(
+        &self,
+        deliveries: &[delivery::Model],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, &'static str)>> {
+        let reminders: Vec<Uuid> = deliveries
+            .iter()
+            .filter(|d| d.data["kind"] == "reminder")
+            .map(|d| d.notification_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if reminders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notifications = store::find_notifications(&self.db, &reminders).await?;
+        let context = DispatchContext::load(&self.db, &notifications).await?;
+        let reasons: HashMap<Uuid, &'static str> = notifications
+            .iter()
+            .filter_map(|n| Some((n.id, context.skip_reason(n, now)?)))
+            .collect();
+        Ok(deliveries
+            .iter()
+            .filter_map(|d| Some((d.id, *reasons.get(&d.notification_id)?)))
+            .collect())
+    }
+}
+
 /// What rendering and skipping a batch of notifications needs, loaded once per batch.
 struct DispatchContext {
     assignments: HashMap<Uuid, cohort_assignment::Model>,

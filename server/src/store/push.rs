@@ -508,6 +508,17 @@ pub async fn deliveries_of(
     Ok(found)
 }
 
+/// Notifications by id.
+pub async fn find_notifications(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<notification::Model>, DbErr> {
+    notification::Entity::find()
+        .filter(super::id_in(db.get_database_backend(), "id", ids))
+        .all(db)
+        .await
+}
+
 /// Notifications made for an announcement.
 pub async fn announcement_notifications(
     db: &impl ConnectionTrait,

@@ -137,6 +137,41 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
     }
 });
 
+fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app, fcm) {
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    sanne.pull().await.unwrap();
+    let first = sanne
+        .ids("assignments")
+        .into_iter()
+        .find(|id| sanne.view("assignments", *id).unwrap()["after_day"] == 1)
+        .unwrap();
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    let first_due = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["assignment_id"] == first.to_string())
+        .map(|r| r["due_at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap())
+        .min()
+        .unwrap();
+    fcm.script("tok-sanne", [fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "slow down").with_retry_after(70)]);
+    let at = first_due + chrono::Duration::minutes(1);
+    let outcome = run_once_at(&app.services, "w", at).await.unwrap();
+    assert_eq!((outcome.sent, outcome.retried), (0, 1), "{outcome:?}");
+
+    // While the reminder waits for its retry, Sanne marks the work done.
+    let work = veldwerk_sync_protocol::schema::assignment_record_id(sanne.user_id, first);
+    sanne.write("assignment_work", work, Some(cohort), json!({ "assignment_id": first, "done": true }));
+    sanne.sync().await.unwrap();
+    let outcome = run_once_at(&app.services, "w", at + chrono::Duration::seconds(71)).await.unwrap();
+    assert_eq!(outcome.sent, 0, "{outcome:?}");
+    assert_eq!(fcm.attempts_to("tok-sanne").len(), 1, "only the attempt that got the 429");
+    let rows = deliveries(&app).await;
+    assert_eq!(rows[0].status, "skipped");
+    assert_eq!(rows[0].error_message.as_deref(), Some("already done"));
+});
+
 fcm_test!(async fn transient_errors_are_retried_and_quota_waits_at_least_a_minute(app, fcm) {
     let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-quota", "nl-NL", "Europe/Amsterdam").await;
