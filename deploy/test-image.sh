@@ -69,6 +69,7 @@ CONTAINER="$(podman run -d --network host --read-only \
   -e VELDWERK_DATABASE_URL="$PG_URL/$DATABASE" \
   -e VELDWERK_JWT_SECRET="image-test-secret-$(date +%s)-that-is-long-enough" \
   -e VELDWERK_SHUTDOWN_DRAIN_SECS=1 \
+  -e VELDWERK_PUSH_MODE=log \
   veldwerk:test)"
 echo "container $CONTAINER"
 

@@ -315,17 +315,25 @@ impl Config {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.as_str())
         };
+        // Whether the operator chose a push mode, or got the default (log only) by leaving it out.
+        let mut push_mode_chosen = var("VELDWERK_PUSH_MODE").is_some();
         let mut config = match var("VELDWERK_CONFIG") {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("Failed to read the configuration file {path}"))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("Failed to parse the configuration file {path}"))?;
+                push_mode_chosen |= table
+                    .get("push")
+                    .and_then(|push| push.get("mode"))
+                    .is_some();
                 toml::from_str(&text)
                     .with_context(|| format!("Failed to parse the configuration file {path}"))?
             }
             None => Config::default(),
         };
         config.apply_env(vars)?;
-        config.validate()?;
+        config.validate(push_mode_chosen)?;
         Ok(config)
     }
 
@@ -391,8 +399,10 @@ impl Config {
                 "FCM_CREDENTIALS_FILE" => {
                     self.push.fcm_credentials_file = Some(PathBuf::from(value))
                 }
+                // Empty counts as unset: compose passes the variable through even when unset.
                 "FCM_CREDENTIALS_JSON" => {
-                    self.push.fcm_credentials_json = Some(Secret::new(value.clone()))
+                    self.push.fcm_credentials_json =
+                        (!value.trim().is_empty()).then(|| Secret::new(value.clone()))
                 }
                 "FCM_BASE_URL" => self.push.fcm_base_url = value.clone(),
                 "PUSH_CONCURRENCY" => self.push.concurrency = parse(name, value)?,
@@ -445,7 +455,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    fn validate(&self, push_mode_chosen: bool) -> anyhow::Result<()> {
         if self.mode == Mode::Production {
             if self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
                 bail!(
@@ -454,6 +464,14 @@ impl Config {
             }
             if self.demo_data {
                 bail!("production mode refuses demo data: set VELDWERK_DEMO_DATA=false");
+            }
+            if self.push.mode == PushMode::Log && !push_mode_chosen {
+                // Otherwise a deployment that forgot its FCM key looks healthy while no
+                // reminder reaches anyone.
+                bail!(
+                    "production mode needs a push mode: VELDWERK_PUSH_MODE=fcm with a service \
+                     account key, or VELDWERK_PUSH_MODE=log to run without push on purpose"
+                );
             }
         }
         if self.jwt_secret.expose().len() < 32 {
@@ -556,6 +574,36 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("demo"), "{err}");
+    }
+
+    #[test]
+    fn production_runs_log_only_push_only_when_chosen() {
+        let production = [
+            ("VELDWERK_MODE", "production"),
+            (
+                "VELDWERK_JWT_SECRET",
+                "a-real-secret-of-at-least-32-characters",
+            ),
+            ("VELDWERK_DEMO_DATA", "false"),
+        ];
+        let err = Config::from_sources(&vars(&production)).unwrap_err();
+        assert!(err.to_string().contains("VELDWERK_PUSH_MODE"), "{err}");
+        let mut chosen = production.to_vec();
+        chosen.push(("VELDWERK_PUSH_MODE", "log"));
+        assert_eq!(
+            Config::from_sources(&vars(&chosen)).unwrap().push.mode,
+            PushMode::Log
+        );
+        // Chosen in the configuration file counts too.
+        let dir = std::env::temp_dir().join(format!("veldwerk-push-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("veldwerk.toml");
+        std::fs::write(&file, "[push]\nmode = \"log\"\n").unwrap();
+        let mut from_file = production.to_vec();
+        let path = file.to_string_lossy().into_owned();
+        from_file.push(("VELDWERK_CONFIG", &path));
+        assert!(Config::from_sources(&vars(&from_file)).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -54,6 +54,14 @@ async fn main() -> ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::load()?;
     telemetry::init(&config);
+    if config.mode == veldwerk_server::config::Mode::Production
+        && config.push.mode == veldwerk_server::config::PushMode::Log
+    {
+        tracing::warn!(
+            "push mode is log: notifications are written to the log and reach no device \
+             (set VELDWERK_PUSH_MODE=fcm with a service account key to send them)"
+        );
+    }
     let app = Application::build(config).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "listening");

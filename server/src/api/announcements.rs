@@ -45,6 +45,8 @@ pub struct DeliveryView {
 pub struct DeliveryCounts {
     pub pending: u32,
     pub sent: u32,
+    /// Written to the server's log instead of sent: push is off (mode `log`).
+    pub logged: u32,
     pub failed: u32,
     pub pruned: u32,
     pub unknown: u32,
@@ -93,6 +95,7 @@ impl From<Announcement> for AnnouncementView {
                 for delivery in &view.deliveries {
                     match delivery.status.as_str() {
                         "sent" => counts.sent += 1,
+                        "logged" => counts.logged += 1,
                         "failed" => counts.failed += 1,
                         "pruned" => counts.pruned += 1,
                         "unknown" => counts.unknown += 1,

@@ -35,6 +35,8 @@ pub struct Outcome {
     pub published: usize,
     pub dispatched: usize,
     pub sent: usize,
+    /// Written to the log instead of sent (push mode `log`).
+    pub logged: usize,
     pub retried: usize,
     pub failed: usize,
     pub pruned: usize,
@@ -184,6 +186,7 @@ async fn record_outcomes(
 impl Outcome {
     fn absorb(&mut self, part: Outcome) {
         self.sent += part.sent;
+        self.logged += part.logged;
         self.retried += part.retried;
         self.failed += part.failed;
         self.pruned += part.pruned;
@@ -298,6 +301,7 @@ async fn record(
     };
     let (label, code) = match &result {
         SendOutcome::Sent { .. } => ("sent", ""),
+        SendOutcome::Logged => ("logged", ""),
         SendOutcome::TokenInvalid { code, .. } => ("pruned", code.as_str()),
         SendOutcome::Retry { code, .. } => ("retry", code.as_str()),
         SendOutcome::AuthFailure { code, .. } => ("auth_failure", code.as_str()),
@@ -310,6 +314,11 @@ async fn record(
             update.message_id = Some(message_id);
             update.sent_at = Some(now);
             outcome.sent += 1;
+        }
+        SendOutcome::Logged => {
+            update.status = "logged";
+            update.sent_at = Some(now);
+            outcome.logged += 1;
         }
         SendOutcome::TokenInvalid { code, message } => {
             update.status = "pruned";

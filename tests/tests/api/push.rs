@@ -106,7 +106,7 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
     assert!(message["apns"]["headers"]["apns-expiration"].is_string());
 
     let listed = app.get(&format!("/v1/cohorts/{cohort}/announcements"), &trainer.token).await.expect(200);
-    assert_eq!(listed[0]["delivery_counts"], json!({ "pending": 0, "sent": 1, "failed": 0, "pruned": 3, "unknown": 0 }));
+    assert_eq!(listed[0]["delivery_counts"], json!({ "pending": 0, "sent": 1, "logged": 0, "failed": 0, "pruned": 3, "unknown": 0 }));
     let codes: Vec<&str> = listed[0]["deliveries"]
         .as_array()
         .unwrap()
@@ -135,6 +135,18 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
     for dead in ["tok-unregistered", "tok-mismatch", "tok-invalid"] {
         assert_eq!(fcm.attempts_to(dead).len(), 1, "{dead}");
     }
+});
+
+veldwerk_tests::db_test!(async fn log_only_push_records_deliveries_as_logged_not_sent(app) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    announce(&app, &trainer, cohort, "Let op").await;
+    let outcome = run_once(&app.services, "w").await.unwrap();
+    assert_eq!((outcome.sent, outcome.logged), (0, 1), "{outcome:?}");
+    let listed = app.get(&format!("/v1/cohorts/{cohort}/announcements"), &trainer.token).await.expect(200);
+    assert_eq!(listed[0]["delivery_counts"]["logged"], 1);
+    assert_eq!(listed[0]["delivery_counts"]["sent"], 0);
+    assert_eq!(deliveries(&app).await[0].status, "logged");
 });
 
 fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app, fcm) {
