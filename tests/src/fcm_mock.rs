@@ -142,6 +142,12 @@ impl MockFcm {
         *self.state.refuse_tokens.lock().unwrap() = refuse;
     }
 
+    /// Expires every access token issued so far, as Google's do after an hour: sends with them
+    /// get 401 `UNAUTHENTICATED` until the client fetches a new one.
+    pub fn expire_access_tokens(&self) {
+        self.state.issued.lock().unwrap().clear();
+    }
+
     /// Adds latency to every send (for the fan-out benchmark).
     pub fn set_latency(&self, latency: Duration) {
         *self.state.latency.lock().unwrap() = latency;
@@ -249,12 +255,17 @@ async fn send(req: &Request, body: Json<Value>, state: Data<&Arc<State>>) -> Res
         .unwrap_or_default()
         .to_owned();
     if !state.issued.lock().unwrap().contains(&bearer) {
-        let error = Scripted::fcm_error(
-            401,
-            "UNAUTHENTICATED",
-            "THIRD_PARTY_AUTH_ERROR",
-            "Request had invalid authentication credentials.",
-        );
+        // What FCM answers for an expired or unknown access token: no FCM error details.
+        let error = Scripted {
+            status: 401,
+            body: json!({ "error": {
+                "code": 401,
+                "message": "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                "status": "UNAUTHENTICATED",
+            }})
+            .to_string(),
+            retry_after: None,
+        };
         return scripted_response(error);
     }
     let message = body.0["message"].clone();

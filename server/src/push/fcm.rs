@@ -233,10 +233,44 @@ impl FcmClient {
                 after: None,
             };
         };
-        let token = match self.access_token().await {
-            Ok(token) => token,
-            Err(outcome) => return outcome,
-        };
+        // An access token can expire (or be revoked) between our refresh and FCM's check: the
+        // first 401 fetches a new token, once for all senders that saw the old one, and the
+        // message is sent again at once. Only a 401 with a fresh token is a credential failure.
+        for attempt in 0..2 {
+            let token = match self.access_token().await {
+                Ok(token) => token,
+                Err(outcome) => return outcome,
+            };
+            let answer = self.post_message(message, &token).await;
+            match answer {
+                Ok((reqwest::StatusCode::UNAUTHORIZED, _, _)) if attempt == 0 => {
+                    self.forget_token(&token).await;
+                }
+                Ok((status, retry_after, text)) => {
+                    if status.is_success() {
+                        let name = serde_json::from_str::<Value>(&text)
+                            .ok()
+                            .and_then(|value| value["name"].as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        return SendOutcome::Sent { message_id: name };
+                    }
+                    if status == reqwest::StatusCode::UNAUTHORIZED {
+                        self.forget_token(&token).await;
+                    }
+                    return classify(status.as_u16(), &text, retry_after);
+                }
+                Err(outcome) => return outcome,
+            }
+        }
+        unreachable!("the second attempt always answers")
+    }
+
+    /// Sends one message with this access token: (status, Retry-After, body).
+    async fn post_message(
+        &self,
+        message: &Message,
+        token: &str,
+    ) -> Result<(reqwest::StatusCode, Option<Duration>, String), SendOutcome> {
         let url = format!(
             "{}/v1/projects/{}/messages:send",
             self.settings.base_url.trim_end_matches('/'),
@@ -246,23 +280,18 @@ impl FcmClient {
             "message": message,
             "validate_only": self.settings.validate_only,
         });
-        let response = match self
+        let response = self
             .http
             .post(url)
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
-        {
-            Ok(response) => response,
-            Err(err) => {
-                return SendOutcome::Retry {
-                    code: "unreachable".into(),
-                    message: format!("FCM did not answer: {err}"),
-                    after: None,
-                };
-            }
-        };
+            .map_err(|err| SendOutcome::Retry {
+                code: "unreachable".into(),
+                message: format!("FCM did not answer: {err}"),
+                after: None,
+            })?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -271,18 +300,16 @@ impl FcmClient {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            let name = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|value| value["name"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            return SendOutcome::Sent { message_id: name };
+        Ok((status, retry_after, text))
+    }
+
+    /// Drops the cached access token if it still is `used`: of many senders refused with the same
+    /// token, the first makes the next sender fetch a new one, and the rest then find it.
+    async fn forget_token(&self, used: &str) {
+        let mut cache = self.token.lock().await;
+        if cache.token.as_ref().is_some_and(|(token, _)| token == used) {
+            cache.token = None;
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            // The cached token may have been revoked early: fetch a new one next time.
-            self.token.lock().await.token = None;
-        }
-        classify(status.as_u16(), &text, retry_after)
     }
 }
 

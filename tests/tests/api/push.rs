@@ -149,6 +149,31 @@ veldwerk_tests::db_test!(async fn log_only_push_records_deliveries_as_logged_not
     assert_eq!(deliveries(&app).await[0].status, "logged");
 });
 
+fcm_test!(async fn an_expired_access_token_is_refreshed_once_and_nothing_waits(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-0", "nl-NL", "Europe/Amsterdam").await;
+    for n in 1..30 {
+        participant_with_token(&app, &trainer, cohort, &format!("P{n}"), &format!("tok-{n}")).await;
+    }
+    announce(&app, &trainer, cohort, "Eerste").await;
+    assert_eq!(run_once(&app.services, "w").await.unwrap().sent, 30);
+    let exchanges = fcm.token_requests();
+
+    // The token expires; thirty sends at once are refused with it.
+    fcm.expire_access_tokens();
+    fcm.set_latency(Duration::from_millis(20));
+    announce(&app, &trainer, cohort, "Tweede").await;
+    let outcome = run_once(&app.services, "w").await.unwrap();
+    assert_eq!((outcome.sent, outcome.retried, outcome.paused), (30, 0, false), "{outcome:?}");
+    assert_eq!(fcm.token_requests(), exchanges + 1, "one token exchange for all of them");
+    // A key that is refused for real still pauses sending (see the credential test).
+    fcm.expire_access_tokens();
+    fcm.refuse_tokens(true);
+    announce(&app, &trainer, cohort, "Derde").await;
+    let outcome = run_once(&app.services, "w").await.unwrap();
+    assert!(outcome.paused, "{outcome:?}");
+});
+
 fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app, fcm) {
     let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
