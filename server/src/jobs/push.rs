@@ -340,6 +340,11 @@ async fn record(
                 update.status = "pending";
                 update.next_attempt_at = now + to_chrono(after.unwrap_or(backoff(attempts)));
                 outcome.retried += 1;
+                // The wait holds for the device (see `store::push::claim_deliveries`); the
+                // project's quota, not one device's, holds for everyone until it passes.
+                if code == "QUOTA_EXCEEDED" && !message.to_lowercase().contains("device") {
+                    services.push_throttled(update.next_attempt_at);
+                }
             }
             (update.error_code, update.error_message) = (Some(code), Some(message));
         }

@@ -211,13 +211,26 @@ impl Services {
         until
     }
 
+    /// Pauses sending until `until` because FCM throttles the whole project (not a credential
+    /// failure: nobody is alerted, and the pause does not grow).
+    pub fn push_throttled(&self, until: DateTime<Utc>) {
+        let mut health = self.push_health.lock().unwrap_or_else(|e| e.into_inner());
+        health.paused_until = Some(
+            health
+                .paused_until
+                .map_or(until, |paused| paused.max(until)),
+        );
+    }
+
     /// Clears the pause once a message went through.
+    /// A quota pause (`push_throttled`) stays: a message in flight when it began says nothing
+    /// about the quota.
     pub fn push_recovered(&self) {
         let mut health = self.push_health.lock().unwrap_or_else(|e| e.into_inner());
         if health.auth_failures > 0 {
             tracing::info!("push credentials work again; sending resumed");
+            *health = super::PushHealth::default();
         }
-        *health = super::PushHealth::default();
     }
 
     /// Registers the calling device's push token; registering again updates it. Apps register at

@@ -300,6 +300,19 @@ pub async fn claim_deliveries(
                 .is_null()
                 .or(Expr::col("lease_until").lt(now)),
         )
+        // A device whose earlier message waits for its retry (FCM said how long, or we back
+        // off) gets nothing else before it: the wait holds for the device.
+        .and_where(
+            Expr::col("token").not_in_subquery(
+                Query::select()
+                    .column("token")
+                    .from("deliveries")
+                    .and_where(Expr::col("status").eq("pending"))
+                    .and_where(Expr::col("next_attempt_at").gt(now))
+                    .and_where(Expr::col("error_code").is_not_null())
+                    .to_owned(),
+            ),
+        )
         .order_by("next_attempt_at", sea_orm::sea_query::Order::Asc)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)

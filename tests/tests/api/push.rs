@@ -174,6 +174,39 @@ fcm_test!(async fn an_expired_access_token_is_refreshed_once_and_nothing_waits(a
     assert!(outcome.paused, "{outcome:?}");
 });
 
+fcm_test!(async fn retry_after_holds_for_the_device_and_a_project_quota_for_everyone(app, fcm) {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    participant_with_token(&app, &trainer, cohort, "Pieter", "tok-pieter").await;
+    let device_rate = fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Device message rate exceeded.");
+    fcm.script("tok-sanne", [device_rate.with_retry_after(70)]);
+    announce(&app, &trainer, cohort, "Eerste").await;
+    let start = Utc::now();
+    let outcome = run_once_at(&app.services, "w", start).await.unwrap();
+    assert_eq!((outcome.sent, outcome.retried), (1, 1), "{outcome:?}");
+    // A second message for Sanne's phone waits out the same 70 seconds; Pieter's goes.
+    announce(&app, &trainer, cohort, "Tweede").await;
+    let outcome = run_once_at(&app.services, "w", start + chrono::Duration::seconds(5)).await.unwrap();
+    assert_eq!(outcome.sent, 1, "{outcome:?}");
+    assert_eq!(fcm.attempts_to("tok-sanne").len(), 1, "nothing more to the throttled device");
+    let outcome = run_once_at(&app.services, "w", start + chrono::Duration::seconds(71)).await.unwrap();
+    assert_eq!(outcome.sent, 2, "{outcome:?}");
+    assert_eq!(fcm.attempts_to("tok-sanne").len(), 3);
+
+    // The project's quota: nobody gets anything until it passes.
+    let project = fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded for quota metric 'Send requests'.");
+    fcm.script("tok-pieter", [project.with_retry_after(300)]);
+    fcm.set_latency(Duration::from_millis(50));
+    announce(&app, &trainer, cohort, "Derde").await;
+    let later = start + chrono::Duration::seconds(80);
+    run_once_at(&app.services, "w", later).await.unwrap();
+    let attempts = fcm.attempts().len();
+    announce(&app, &trainer, cohort, "Vierde").await;
+    let outcome = run_once_at(&app.services, "w", later + chrono::Duration::seconds(30)).await.unwrap();
+    assert!(outcome.paused, "{outcome:?}");
+    assert_eq!(fcm.attempts().len(), attempts, "nothing is sent during the project's pause");
+});
+
 fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app, fcm) {
     let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
@@ -216,7 +249,7 @@ fcm_test!(async fn transient_errors_are_retried_and_quota_waits_at_least_a_minut
     participant_with_token(&app, &trainer, cohort, "C", "tok-html").await;
     participant_with_token(&app, &trainer, cohort, "D", "tok-internal").await;
     participant_with_token(&app, &trainer, cohort, "E", "tok-too-big").await;
-    fcm.script("tok-quota", [fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded").with_retry_after(5)]);
+    fcm.script("tok-quota", [fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Device message rate exceeded").with_retry_after(5)]);
     fcm.script("tok-unavailable", [fcm_error(503, "UNAVAILABLE", "UNAVAILABLE", "busy").with_retry_after(7)]);
     fcm.script("tok-html", [Scripted::html(502)]);
     fcm.script("tok-internal", [fcm_error(500, "INTERNAL", "INTERNAL", "oops")]);
