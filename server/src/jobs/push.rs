@@ -90,8 +90,9 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
 ///
 /// A delivery is marked `sending` only as its request starts, so a crash leaves `unknown` at most
 /// the requests in flight; the rest of a claim is still `pending` and is sent after the lease runs
-/// out. Marks are written for a group of starts at once (an eighth of `concurrency`), one
-/// statement per group rather than one per message.
+/// out. Marks are written for a group of starts at once (half of `concurrency`), one statement
+/// per group rather than one per message: smaller groups keep more requests in flight but cost
+/// more writes (BENCHMARKS.md, "Push fan-out").
 async fn send_claimed(
     services: &Services,
     worker: &str,
@@ -101,7 +102,7 @@ async fn send_claimed(
 ) -> Result<bool> {
     let mut in_flight = FuturesUnordered::new();
     let mut paused = false;
-    let group = (concurrency / 8).max(1);
+    let group = (concurrency / 2).max(1);
     loop {
         let claimed =
             store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH).await?;
