@@ -71,6 +71,24 @@ async fn deliveries(app: &TestApp) -> Vec<delivery::Model> {
         .unwrap()
 }
 
+/// The between-day assignment after day 1, as the device sees it.
+fn first_assignment(device: &Device) -> Uuid {
+    device
+        .ids("assignments")
+        .into_iter()
+        .find(|id| device.view("assignments", *id).unwrap()["after_day"] == 1)
+        .unwrap()
+}
+
+/// When the first reminder of an assignment is due, from a reminder plan.
+fn first_reminder(plan: &[Value], assignment: Uuid) -> chrono::DateTime<Utc> {
+    plan.iter()
+        .filter(|r| r["assignment_id"] == assignment.to_string())
+        .map(|r| r["due_at"].as_str().unwrap().parse().unwrap())
+        .min()
+        .unwrap()
+}
+
 fn fcm_error(status: u16, grpc: &str, code: &str, message: &str) -> Scripted {
     Scripted::fcm_error(status, grpc, code, message)
 }
@@ -211,20 +229,9 @@ fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app,
     let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
     sanne.pull().await.unwrap();
-    let first = sanne
-        .ids("assignments")
-        .into_iter()
-        .find(|id| sanne.view("assignments", *id).unwrap()["after_day"] == 1)
-        .unwrap();
+    let first = first_assignment(&sanne);
     let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
-    let first_due = plan
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["assignment_id"] == first.to_string())
-        .map(|r| r["due_at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap())
-        .min()
-        .unwrap();
+    let first_due = first_reminder(plan.as_array().unwrap(), first);
     fcm.script("tok-sanne", [fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "slow down").with_retry_after(70)]);
     let at = first_due + chrono::Duration::minutes(1);
     let outcome = run_once_at(&app.services, "w", at).await.unwrap();
@@ -362,20 +369,11 @@ fcm_test!(async fn reminders_come_at_local_times_in_the_devices_language_and_not
 
     // Sanne marks the first assignment done; then its first reminder falls due.
     sanne.pull().await.unwrap();
-    let first = sanne
-        .ids("assignments")
-        .into_iter()
-        .find(|id| sanne.view("assignments", *id).unwrap()["after_day"] == 1)
-        .unwrap();
+    let first = first_assignment(&sanne);
     let work = veldwerk_sync_protocol::schema::assignment_record_id(sanne.user_id, first);
     sanne.write("assignment_work", work, Some(cohort), json!({ "assignment_id": first, "done": true }));
     sanne.sync().await.unwrap();
-    let first_due = plan
-        .iter()
-        .filter(|r| r["assignment_id"] == first.to_string())
-        .map(|r| r["due_at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap())
-        .min()
-        .unwrap();
+    let first_due = first_reminder(plan, first);
     let outcome = run_once_at(&app.services, "w", first_due + chrono::Duration::minutes(1)).await.unwrap();
     assert_eq!(outcome.sent, 1, "{outcome:?}");
     assert!(fcm.attempts_to("tok-sanne").is_empty(), "no reminder for finished work");
