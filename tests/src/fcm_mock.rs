@@ -239,9 +239,6 @@ async fn token(form: Form<TokenRequest>, state: Data<&Arc<State>>) -> Response {
 #[poem::handler]
 async fn send(req: &Request, body: Json<Value>, state: Data<&Arc<State>>) -> Response {
     let latency = *state.latency.lock().unwrap();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     if !req
         .uri()
         .path()
@@ -270,11 +267,16 @@ async fn send(req: &Request, body: Json<Value>, state: Data<&Arc<State>>) -> Res
     }
     let message = body.0["message"].clone();
     let device_token = message["token"].as_str().unwrap_or_default().to_owned();
+    // Recorded as it arrives, then held: what has reached "FCM" is known even if the sender
+    // dies before the answer.
     state
         .attempts
         .lock()
         .unwrap()
         .push((device_token.clone(), message));
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let scripted = state
         .scripts
         .lock()
