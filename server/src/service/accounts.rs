@@ -230,11 +230,13 @@ impl Services {
             },
         )
         .await?;
+        let participant_id = participant.id;
         let session = self
             .start_session(&txn, participant, device_name.unwrap_or("phone"))
             .await?;
         txn.commit().await?;
-        self.plan_reminders(cohort.id).await?;
+        self.plan_participant_reminders(cohort.id, participant_id)
+            .await?;
         Ok(session)
     }
 

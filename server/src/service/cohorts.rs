@@ -349,7 +349,7 @@ impl Services {
         txn.commit().await?;
         self.notify_change(&[], &[user_id]);
         // Their reminders are no longer planned.
-        self.plan_reminders(id).await?;
+        self.plan_participant_reminders(id, user_id).await?;
         Ok(())
     }
 

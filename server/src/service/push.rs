@@ -292,7 +292,8 @@ impl Services {
         if moved && actor.role == Role::Participant {
             // Reminders follow the participant's zone and quiet hours.
             for membership in sync_store::memberships_of(&self.db, actor.user_id).await? {
-                self.plan_reminders(membership.cohort_id).await?;
+                self.plan_participant_reminders(membership.cohort_id, actor.user_id)
+                    .await?;
             }
         }
         Ok(device)
@@ -392,6 +393,20 @@ impl Services {
     /// new ones are added, moved ones rescheduled, ones no longer wanted cancelled. Reminders that
     /// went out stay as they are, so nobody is reminded twice. Idempotent.
     pub async fn plan_reminders(&self, cohort_id: Uuid) -> Result<usize> {
+        self.plan_cohort_reminders(cohort_id, None).await
+    }
+
+    /// Replans one participant's reminders in a cohort (they enrolled, left, or their devices
+    /// changed): the rest of the cohort is untouched, so the cost does not grow with its size.
+    pub async fn plan_participant_reminders(
+        &self,
+        cohort_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<usize> {
+        self.plan_cohort_reminders(cohort_id, Some(user_id)).await
+    }
+
+    async fn plan_cohort_reminders(&self, cohort_id: Uuid, only: Option<Uuid>) -> Result<usize> {
         let Some(cohort) = cohort_store::find_cohort(&self.db, cohort_id).await? else {
             return Ok(0);
         };
@@ -403,6 +418,7 @@ impl Services {
             .into_iter()
             .filter(|member| member.role == Role::Participant.as_str())
             .map(|member| member.user_id)
+            .filter(|user_id| only.is_none_or(|only| only == *user_id))
             .collect();
         let now = Utc::now();
         let devices = store::reachable_devices(
@@ -472,7 +488,10 @@ impl Services {
         let existing = store::cohort_notifications(&self.db, cohort_id, "reminder").await?;
         let txn = crate::store::begin_write(&self.db).await?;
         let mut cancelled = Vec::new();
-        for old in &existing {
+        for old in existing
+            .iter()
+            .filter(|old| only.is_none_or(|only| only == old.user_id))
+        {
             match wanted.remove(&old.dedupe_key) {
                 Some(new) if old.status == "pending" && new.due_at != old.due_at => {
                     store::reschedule_notification(&txn, old.id, new.due_at, now).await?;

@@ -225,6 +225,50 @@ fcm_test!(async fn retry_after_holds_for_the_device_and_a_project_quota_for_ever
     assert_eq!(fcm.attempts().len(), attempts, "nothing is sent during the project's pause");
 });
 
+veldwerk_tests::db_test!(async fn a_participants_device_change_replans_only_that_participant(app) {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    use veldwerk_tests::veldwerk_server::store::entity::notification;
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let pieter = participant_with_token(&app, &trainer, cohort, "Pieter", "tok-pieter").await;
+    // Mark one of Pieter's planned reminders, as if planned long ago: a whole-cohort replan
+    // would put it back.
+    let marked = chrono::DateTime::parse_from_rfc3339("2030-01-01T08:00:00Z").unwrap().with_timezone(&Utc);
+    let his = notification::Entity::find()
+        .filter(notification::Column::UserId.eq(pieter.user_id))
+        .one(app.services.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut active = his.clone().into_active_model();
+    active.due_at = Set(marked);
+    active.update(app.services.db()).await.unwrap();
+
+    // Sanne's phone moves to another zone, and a new participant enrols: only their own
+    // reminders are planned again.
+    register(&app, &sanne, "tok-sanne", "en-GB", "Europe/London").await;
+    participant_with_token(&app, &trainer, cohort, "Fatima", "tok-fatima").await;
+    let after = notification::Entity::find_by_id(his.id).one(app.services.db()).await.unwrap().unwrap();
+    assert_eq!(after.due_at, marked, "Pieter's reminders were not replanned");
+    let sannes = notification::Entity::find()
+        .filter(notification::Column::UserId.eq(sanne.user_id))
+        .all(app.services.db())
+        .await
+        .unwrap();
+    assert!(!sannes.is_empty());
+    // A change of the cohort's schedule or rules still replans everyone.
+    app.delete(&format!("/v1/cohorts/{cohort}/reminder-rules"), &trainer.token).await.expect(200);
+    app.call(
+        reqwest::Method::PUT,
+        &format!("/v1/cohorts/{cohort}/reminder-rules"),
+        Some(&trainer.token),
+        Some(json!({ "rules": [{ "applies_to": "between_day", "days_before": 2, "at": "12:00:00" }] })),
+    )
+    .await
+    .expect(200);
+    let after = notification::Entity::find_by_id(his.id).one(app.services.db()).await.unwrap().unwrap();
+    assert_ne!((after.due_at, after.status.as_str()), (marked, "pending"));
+});
+
 fcm_test!(async fn work_done_between_a_429_and_its_retry_stops_the_reminder(app, fcm) {
     let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
     register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
