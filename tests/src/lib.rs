@@ -311,6 +311,10 @@ impl TestApp {
         };
         // Tests run the push worker's rounds themselves (`jobs::push::run_once`).
         config.push.worker_enabled = false;
+        // No default quiet hours, so that no test's outcome depends on the hour it runs at; the
+        // tests of quiet hours give each device its own.
+        config.push.quiet_hours_start = "00:00".to_owned();
+        config.push.quiet_hours_end = "00:00".to_owned();
         configure(&mut config);
         let (server, address, services) = ServerProcess::start(config.clone()).await;
         Some(Self {

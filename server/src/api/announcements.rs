@@ -24,6 +24,15 @@ pub struct PublishAnnouncementRequest {
     pub recipient_ids: Vec<Uuid>,
     /// When to send it; leave out to send now. Cancel a scheduled one with DELETE.
     pub publish_at: Option<DateTime<Utc>>,
+    /// Whether the push waits, on each device, until its quiet hours end (the default). Choose
+    /// `false` for what cannot wait, such as a venue changed for tomorrow morning, sent at 22:00.
+    /// The inbox gets it at once either way.
+    #[oai(default = "yes")]
+    pub respect_quiet_hours: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a push message to one device stands.
@@ -66,6 +75,8 @@ pub struct AnnouncementView {
     pub publish_at: DateTime<Utc>,
     /// Whether it goes to every participant of the cohort.
     pub to_whole_cohort: bool,
+    /// Whether its push waits for each device's quiet hours.
+    pub respect_quiet_hours: bool,
     /// The participants it reaches.
     pub recipient_ids: Vec<Uuid>,
     /// The participants whose app synced a read receipt.
@@ -88,6 +99,7 @@ impl From<Announcement> for AnnouncementView {
             status: announcement.status,
             publish_at: announcement.publish_at,
             to_whole_cohort: announcement.to_whole_cohort,
+            respect_quiet_hours: announcement.respect_quiet_hours,
             recipient_ids: view.recipients,
             read_by: view.read_by,
             delivery_counts: {
@@ -162,6 +174,7 @@ impl AnnouncementsApi {
                     body: body.body,
                     recipient_ids: body.recipient_ids,
                     publish_at: body.publish_at,
+                    respect_quiet_hours: body.respect_quiet_hours,
                 },
             )
             .await?;
@@ -209,7 +222,8 @@ impl Example for PublishAnnouncementRequest {
             title: "Dag 3 begint om 10:00".into(),
             body: "We beginnen een half uur later, in het Wijkcentrum De Boog.".into(),
             recipient_ids: vec![],
-            publish_at: None,
+            publish_at: "2027-03-14T07:00:00Z".parse().ok(),
+            respect_quiet_hours: true,
         }
     }
 }

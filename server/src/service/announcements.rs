@@ -21,6 +21,8 @@ pub struct NewAnnouncement {
     pub recipient_ids: Vec<Uuid>,
     /// When to send it; now when absent or past.
     pub publish_at: Option<DateTime<Utc>>,
+    /// Whether the push waits for each device's quiet hours.
+    pub respect_quiet_hours: bool,
 }
 
 /// An announcement with who it reaches and who read it.
@@ -81,6 +83,7 @@ impl Services {
             publish_at: new.publish_at.filter(|_| scheduled).unwrap_or(now),
             created_at: now,
             version: 0,
+            respect_quiet_hours: new.respect_quiet_hours,
         };
         let reached = if to_whole_cohort {
             participants

@@ -68,6 +68,23 @@ impl ReminderRule {
         };
         format!("{target}-{}d-{}", self.days_before, self.at.format("%H%M"))
     }
+
+    /// The rule a reminder's key names (`work-3d-0900`), the inverse of `key`.
+    fn from_key(key: &str) -> Option<Self> {
+        let mut parts = key.splitn(3, '-');
+        let applies_to = match parts.next()? {
+            "work" => RuleTarget::BetweenDay,
+            "harvest" => RuleTarget::Harvest,
+            _ => return None,
+        };
+        let days_before = parts.next()?.strip_suffix('d')?.parse().ok()?;
+        let at = NaiveTime::parse_from_str(parts.next()?, "%H%M").ok()?;
+        Some(Self {
+            applies_to,
+            days_before,
+            at,
+        })
+    }
 }
 
 /// The rules a programme starts with: between-day work three days before at 09:00 and the
@@ -146,6 +163,34 @@ impl QuietHours {
         } else {
             (date, self.end)
         }
+    }
+}
+
+/// A device's zone and quiet hours: together they decide when a push may reach it.
+#[derive(Debug, Clone, Copy)]
+struct DeviceClock {
+    zone: Tz,
+    quiet: QuietHours,
+}
+
+impl DeviceClock {
+    /// The device's own zone and quiet hours; the fallbacks for what it does not say clearly.
+    fn of(device: &push_device::Model, zone: Tz, quiet: QuietHours) -> Self {
+        Self {
+            zone: parse_time_zone(&device.time_zone).unwrap_or(zone),
+            quiet: QuietHours::parse(&device.quiet_hours_start, &device.quiet_hours_end)
+                .unwrap_or(quiet),
+        }
+    }
+
+    /// The first moment at or after `now` outside the device's quiet hours.
+    fn outside_quiet_hours(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let local = now.with_timezone(&self.zone).naive_local();
+        let (date, time) = self.quiet.defer(local.date(), local.time());
+        if (date, time) == (local.date(), local.time()) {
+            return now;
+        }
+        local_to_utc(self.zone, date, time).max(now)
     }
 }
 
@@ -406,6 +451,14 @@ impl Services {
         self.plan_cohort_reminders(cohort_id, Some(user_id)).await
     }
 
+    fn default_quiet_hours(&self) -> Result<QuietHours> {
+        Ok(QuietHours::parse(
+            &self.config.push.quiet_hours_start,
+            &self.config.push.quiet_hours_end,
+        )
+        .ok_or_else(|| anyhow::anyhow!("invalid default quiet hours"))?)
+    }
+
     async fn plan_cohort_reminders(&self, cohort_id: Uuid, only: Option<Uuid>) -> Result<usize> {
         let Some(cohort) = cohort_store::find_cohort(&self.db, cohort_id).await? else {
             return Ok(0);
@@ -427,26 +480,26 @@ impl Services {
             now - Duration::days(STALE_AFTER_DAYS),
         )
         .await?;
-        let default_quiet = QuietHours::parse(
-            &self.config.push.quiet_hours_start,
-            &self.config.push.quiet_hours_end,
-        )
-        .ok_or_else(|| anyhow::anyhow!("invalid default quiet hours"))?;
+        let default_quiet = self.default_quiet_hours()?;
         let days: HashMap<i32, &cohort_day::Model> =
             parts.days.iter().map(|d| (d.day_number, d)).collect();
 
         let mut wanted: BTreeMap<String, notification::Model> = BTreeMap::new();
         for participant in &participants {
-            // The most recently seen device tells the participant's zone and quiet hours.
-            let device = devices.iter().find(|device| device.user_id == *participant);
-            let zone = device
-                .and_then(|device| parse_time_zone(&device.time_zone).ok())
-                .unwrap_or(cohort_zone);
-            let quiet = device
-                .and_then(|device| {
-                    QuietHours::parse(&device.quiet_hours_start, &device.quiet_hours_end)
-                })
-                .unwrap_or(default_quiet);
+            // Each device's own zone and quiet hours decide its moment (`dispatch_due` holds
+            // each delivery until then); the notification falls due at the earliest of them.
+            // Without a device, the cohort's zone and the default quiet hours stand in.
+            let mut clocks: Vec<DeviceClock> = devices
+                .iter()
+                .filter(|device| device.user_id == *participant)
+                .map(|device| DeviceClock::of(device, cohort_zone, default_quiet))
+                .collect();
+            if clocks.is_empty() {
+                clocks.push(DeviceClock {
+                    zone: cohort_zone,
+                    quiet: default_quiet,
+                });
+            }
             for assignment in &parts.assignments {
                 let Some(due_day) = days.get(&assignment.due_day) else {
                     continue;
@@ -458,11 +511,15 @@ impl Services {
                     RuleTarget::BetweenDay
                 };
                 for rule in rules.iter().filter(|rule| rule.applies_to == target) {
-                    let due_at = reminder_instant(rule, due_day.date, zone, quiet);
                     // Pointless once the day has started; not worth a flood when already past.
-                    if due_at >= deadline || due_at <= now {
+                    let Some(due_at) = clocks
+                        .iter()
+                        .map(|clock| reminder_instant(rule, due_day.date, clock.zone, clock.quiet))
+                        .filter(|at| *at < deadline && *at > now)
+                        .min()
+                    else {
                         continue;
-                    }
+                    };
                     let key = format!("reminder:{participant}:{}:{}", assignment.id, rule.key());
                     wanted.insert(
                         key.clone(),
@@ -564,6 +621,7 @@ impl Services {
         let devices =
             store::reachable_devices(&txn, &users, now - Duration::days(STALE_AFTER_DAYS)).await?;
         let context = DispatchContext::load(&txn, &due).await?;
+        let default_quiet = self.default_quiet_hours()?;
 
         let mut deliveries = Vec::new();
         let (mut dispatched, mut skipped): (Vec<Uuid>, Vec<(Uuid, &'static str)>) =
@@ -580,6 +638,11 @@ impl Services {
                 let Some((title, body, data)) = context.render(notification, &device.locale) else {
                     continue;
                 };
+                // Held back until the device's own moment; none when that is too late.
+                let Some(send_at) = context.send_at(notification, device, default_quiet, now)
+                else {
+                    continue;
+                };
                 deliveries.push(delivery::Model {
                     id: Uuid::now_v7(),
                     notification_id: notification.id,
@@ -590,7 +653,7 @@ impl Services {
                     body,
                     data: serde_json::to_value(data).map_err(anyhow::Error::from)?,
                     attempts: 0,
-                    next_attempt_at: now,
+                    next_attempt_at: send_at,
                     lease_until: None,
                     leased_by: None,
                     error_code: None,
@@ -648,6 +711,8 @@ impl Services {
 struct DispatchContext {
     assignments: HashMap<Uuid, cohort_assignment::Model>,
     day_starts: HashMap<(Uuid, i32), (DateTime<Utc>, NaiveDate)>,
+    /// Each cohort's zone, for devices that do not name theirs.
+    zones: HashMap<Uuid, Tz>,
     done: HashSet<(Uuid, Uuid)>,
     announcements: HashMap<Uuid, crate::store::entity::announcement::Model>,
 }
@@ -667,11 +732,13 @@ impl DispatchContext {
                 .map(|a| (a.id, a))
                 .collect();
         let mut day_starts = HashMap::new();
+        let mut zones = HashMap::new();
         for cohort_id in &cohort_ids {
             let Some(cohort) = cohort_store::find_cohort(db, *cohort_id).await? else {
                 continue;
             };
             let zone = parse_time_zone(&cohort.time_zone)?;
+            zones.insert(*cohort_id, zone);
             for day in cohort_store::load_parts(db, cohort).await?.days {
                 day_starts.insert(
                     (*cohort_id, day.day_number),
@@ -709,6 +776,7 @@ impl DispatchContext {
         Ok(Self {
             assignments,
             day_starts,
+            zones,
             done,
             announcements,
         })
@@ -733,6 +801,52 @@ impl DispatchContext {
             Some((start, _)) if *start <= now => Some("the day has started"),
             _ => None,
         }
+    }
+
+    /// When a notification may reach a device, or `None` when its moment comes too late: a
+    /// reminder at the rule's local time in the device's zone, out of its quiet hours, before the
+    /// day starts; an announcement now, or when the device's quiet hours end if the trainer
+    /// chose to respect them.
+    fn send_at(
+        &self,
+        notification: &notification::Model,
+        device: &push_device::Model,
+        default_quiet: QuietHours,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let zone = self
+            .zones
+            .get(&notification.cohort_id)
+            .copied()
+            .unwrap_or(chrono_tz::UTC);
+        let clock = DeviceClock::of(device, zone, default_quiet);
+        if let Some(announcement_id) = notification.announcement_id {
+            let respect = self
+                .announcements
+                .get(&announcement_id)
+                .is_none_or(|a| a.respect_quiet_hours);
+            return Some(if respect {
+                clock.outside_quiet_hours(now)
+            } else {
+                now
+            });
+        }
+        let assignment = notification
+            .assignment_id
+            .and_then(|id| self.assignments.get(&id));
+        let rule = notification
+            .dedupe_key
+            .rsplit(':')
+            .next()
+            .and_then(ReminderRule::from_key);
+        let (Some(assignment), Some(rule)) = (assignment, rule) else {
+            return Some(now);
+        };
+        let (deadline, due_date) = *self
+            .day_starts
+            .get(&(notification.cohort_id, assignment.due_day))?;
+        let at = reminder_instant(&rule, due_date, clock.zone, clock.quiet);
+        (at < deadline).then_some(at.max(now))
     }
 
     /// Title, body and data of a notification in the device's language (Dutch unless the device

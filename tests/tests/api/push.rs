@@ -708,3 +708,135 @@ veldwerk_tests::db_test!(async fn the_push_worker_finishes_its_round_and_stops_w
         .expect("the worker stops when asked")
         .unwrap();
 });
+
+/// Registers a device's push token with its own quiet hours.
+async fn register_quiet(app: &TestApp, device: &Device, token: &str, zone: &str, quiet: (&str, &str)) {
+    app.call(
+        reqwest::Method::PUT,
+        "/v1/me/push-device",
+        Some(device.debug_token()),
+        Some(json!({
+            "token": token, "platform": "android", "locale": "nl-NL", "time_zone": zone,
+            "app_version": "1.0.0", "quiet_hours_start": quiet.0, "quiet_hours_end": quiet.1
+        })),
+    )
+    .await
+    .expect(200);
+}
+
+fcm_test!(async fn each_device_gets_its_reminder_at_its_own_zone_and_quiet_hours(app, fcm) {
+    let (mut phone_device, cohort, trainer) = phone(&app, "Sanne").await;
+    let token = phone_device.debug_token().to_owned();
+    let tablet_device = crate::sync::tablet(&app, &phone_device, &token).await;
+    // Two rules: two days before and the day before, at 09:10 local time.
+    app.call(
+        reqwest::Method::PUT,
+        &format!("/v1/cohorts/{cohort}/reminder-rules"),
+        Some(&trainer.token),
+        Some(json!({ "rules": [
+            { "applies_to": "between_day", "days_before": 2, "at": "09:10:00" },
+            { "applies_to": "between_day", "days_before": 1, "at": "09:10:00" },
+        ] })),
+    )
+    .await
+    .expect(200);
+    register_quiet(&app, &phone_device, "tok-phone", "Europe/Amsterdam", ("21:00", "08:00")).await;
+    // The tablet, seen last, is in London and quiet until 11:10 there.
+    register_quiet(&app, &tablet_device, "tok-tablet", "Europe/London", ("08:10", "11:10")).await;
+
+    phone_device.pull().await.unwrap();
+    let first = first_assignment(&phone_device);
+    let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
+    let mut moments: Vec<chrono::DateTime<Utc>> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "pending" && r["assignment_id"] == first.to_string())
+        .map(|r| r["due_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    moments.sort();
+    assert_eq!(moments.len(), 2, "one notification per rule, not per device");
+    let amsterdam: chrono_tz::Tz = "Europe/Amsterdam".parse().unwrap();
+    let london: chrono_tz::Tz = "Europe/London".parse().unwrap();
+    // The phone's moment: 09:10 in Amsterdam. The tablet's: the same date, 11:10 in London.
+    let device_moments = |phone_at: chrono::DateTime<Utc>| {
+        let local = phone_at.with_timezone(&amsterdam);
+        assert_eq!(local.format("%H:%M").to_string(), "09:10", "due at the earliest device's moment");
+        let tablet_at = local
+            .date_naive()
+            .and_hms_opt(11, 10, 0)
+            .unwrap()
+            .and_local_timezone(london)
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(tablet_at > phone_at + chrono::Duration::hours(2));
+        (phone_at, tablet_at)
+    };
+
+    let (phone_at, tablet_at) = device_moments(moments[0]);
+    run_once_at(&app.services, "w", phone_at + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-phone").len(), 1, "the phone at 09:10 in Amsterdam");
+    assert!(fcm.attempts_to("tok-tablet").is_empty(), "the tablet is in its quiet hours");
+    run_once_at(&app.services, "w", tablet_at - chrono::Duration::minutes(1)).await.unwrap();
+    assert!(fcm.attempts_to("tok-tablet").is_empty(), "still quiet at 11:09 in London");
+    run_once_at(&app.services, "w", tablet_at + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-tablet").len(), 1, "the tablet once its quiet hours end");
+    assert_eq!(fcm.attempts_to("tok-phone").len(), 1, "the phone only once");
+
+    // The day before: the work is done on the phone after its reminder, before the tablet's.
+    let (phone_at, tablet_at) = device_moments(moments[1]);
+    run_once_at(&app.services, "w", phone_at + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-phone").len(), 2);
+    let work = veldwerk_sync_protocol::schema::assignment_record_id(phone_device.user_id, first);
+    phone_device.write("assignment_work", work, Some(cohort), json!({ "assignment_id": first, "done": true }));
+    phone_device.sync().await.unwrap();
+    run_once_at(&app.services, "w", tablet_at + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(fcm.attempts_to("tok-tablet").len(), 1, "no reminder for work done in between");
+    let held = deliveries(&app).await;
+    assert!(
+        held.iter().any(|d| d.token == "tok-tablet" && d.status == "skipped"),
+        "the held reminder is skipped: {:?}",
+        held.iter().map(|d| (&d.token, &d.status)).collect::<Vec<_>>()
+    );
+});
+
+fcm_test!(async fn announcements_wait_for_quiet_hours_unless_the_trainer_says_urgent(app, fcm) {
+    let (phone_device, cohort, trainer) = phone(&app, "Sanne").await;
+    let token = phone_device.debug_token().to_owned();
+    let tablet_device = crate::sync::tablet(&app, &phone_device, &token).await;
+    // The phone is quiet from an hour ago until an hour from now; the tablet is awake.
+    let now = Utc::now();
+    let hh_mm = |at: chrono::DateTime<Utc>| at.format("%H:%M").to_string();
+    let quiet_until = now + chrono::Duration::hours(1);
+    let (start, end) = (hh_mm(now - chrono::Duration::hours(1)), hh_mm(quiet_until));
+    register_quiet(&app, &phone_device, "tok-phone", "UTC", (&start, &end)).await;
+    let (start, end) = (hh_mm(now + chrono::Duration::hours(3)), hh_mm(now + chrono::Duration::hours(4)));
+    register_quiet(&app, &tablet_device, "tok-tablet", "UTC", (&start, &end)).await;
+
+    let routine = announce(&app, &trainer, cohort, "Nieuwe leesstof").await;
+    assert_eq!(routine["respect_quiet_hours"], true, "quiet hours are respected by default");
+    let urgent = app
+        .post(
+            &format!("/v1/cohorts/{cohort}/announcements"),
+            Some(&trainer.token),
+            json!({ "title": "Morgen andere zaal", "body": "Wijkcentrum De Boog.", "respect_quiet_hours": false }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(urgent["respect_quiet_hours"], false);
+    run_once_at(&app.services, "w", now + chrono::Duration::seconds(5)).await.unwrap();
+    let titles = |token: &str| -> Vec<String> {
+        let mut titles: Vec<String> = fcm
+            .attempts_to(token)
+            .iter()
+            .map(|m| m["notification"]["title"].as_str().unwrap().to_owned())
+            .collect();
+        titles.sort();
+        titles
+    };
+    assert_eq!(titles("tok-tablet"), ["Morgen andere zaal", "Nieuwe leesstof"]);
+    assert_eq!(titles("tok-phone"), ["Morgen andere zaal"], "only the urgent one in quiet hours");
+    run_once_at(&app.services, "w", quiet_until + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(titles("tok-phone"), ["Morgen andere zaal", "Nieuwe leesstof"], "the rest when they end");
+    assert_eq!(titles("tok-tablet").len(), 2, "nothing twice");
+});

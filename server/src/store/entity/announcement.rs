@@ -16,6 +16,8 @@ pub struct Model {
     pub publish_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub version: i64,
+    /// Whether each device's quiet hours hold the push back (the trainer may choose not).
+    pub respect_quiet_hours: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
