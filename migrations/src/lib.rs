@@ -14,6 +14,7 @@ mod m20261130_000004_create_push_outbox;
 mod m20261130_000005_create_attachments;
 mod m20261203_000006_key_mutations_by_user;
 mod m20261203_000007_add_announcement_quiet_hours;
+mod m20261203_000008_add_link_code_device;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_create_attachments::Migration),
             Box::new(m20261203_000006_key_mutations_by_user::Migration),
             Box::new(m20261203_000007_add_announcement_quiet_hours::Migration),
+            Box::new(m20261203_000008_add_link_code_device::Migration),
         ]
     }
 }

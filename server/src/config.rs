@@ -269,6 +269,12 @@ pub struct Config {
     /// Sync pushes applied at once; more wait, unread. Their transactions take turns anyway (one
     /// writer on SQLite, the version row on PostgreSQL), so a few keep the database busy.
     pub sync_push_concurrency: usize,
+    /// Web origins (`https://console.example.nl`) whose pages may call the API from a browser.
+    /// None by default: the apps are native and the console is served by this binary.
+    pub cors_allowed_origins: Vec<String>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`; unset, it is open (keep
+    /// it off the public ingress, as `deploy/k8s/ingress.example.yaml` does).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -295,6 +301,8 @@ impl Default for Config {
             trust_forwarded_for: false,
             attachments: AttachmentConfig::default(),
             sync_push_concurrency: 4,
+            cors_allowed_origins: Vec::new(),
+            metrics_token: None,
         }
     }
 }
@@ -416,6 +424,18 @@ impl Config {
                 "SHUTDOWN_DRAIN_SECS" => self.shutdown_drain_secs = parse(name, value)?,
                 "TOMBSTONE_RETENTION_DAYS" => self.tombstone_retention_days = parse(name, value)?,
                 "TRUST_FORWARDED_FOR" => self.trust_forwarded_for = parse(name, value)?,
+                "CORS_ALLOWED_ORIGINS" => {
+                    self.cors_allowed_origins = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|origin| !origin.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "METRICS_TOKEN" => {
+                    self.metrics_token =
+                        (!value.trim().is_empty()).then(|| Secret::new(value.clone()))
+                }
                 "ATTACHMENT_STORAGE" => {
                     self.attachments.storage = match value.as_str() {
                         "local" => StorageKind::Local,
@@ -488,6 +508,16 @@ impl Config {
         for time in [&self.push.quiet_hours_start, &self.push.quiet_hours_end] {
             if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
                 bail!("quiet hours are local times like 21:00, not {time:?}");
+            }
+        }
+        for origin in &self.cors_allowed_origins {
+            let bare = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if bare.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                bail!(
+                    "a CORS origin is a scheme and host like https://console.example.nl, not {origin:?}"
+                );
             }
         }
         if self.attachments.part_bytes == 0 || self.attachments.max_file_bytes < 1 {

@@ -36,26 +36,81 @@ pub struct Metrics {
     pub mutations_rejected: AtomicU64,
     pub open_streams: AtomicI64,
     push_sends: Mutex<BTreeMap<(String, String), u64>>,
+    /// The spec's route templates, `/v1/...` (set once at start-up).
+    routes: std::sync::OnceLock<Vec<String>>,
 }
 
-/// A path with ids replaced, so that routes, not records, are the label values.
-pub fn route_of(path: &str) -> String {
-    path.split('/')
-        .map(|segment| {
-            if uuid::Uuid::parse_str(segment).is_ok() {
-                "{id}"
-            } else {
-                segment
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+/// Routes served outside the OpenAPI spec; the spec's own paths are added by `set_routes`.
+const FIXED_ROUTES: [&str; 10] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/v1/sync/push",
+    "/v1/sync/pull",
+    "/v1/sync/events",
+    "/v1/attachments/{id}",
+    "/v1/attachments/{id}/content",
+    "/v1/attachments/{id}/finish",
+];
+
+/// The label for every path that is no route of ours: whatever strangers send, the number of
+/// label values stays the number of routes.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Whether a route template (`/v1/cohorts/{id}`) matches a path, segment by segment.
+fn matches(template: &str, path: &str) -> bool {
+    let (mut template, mut path) = (template.split('/'), path.split('/'));
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t == p || (t.starts_with('{') && !p.is_empty()) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// An HTTP method as a label: one of the standard ones, else `other`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
+    /// Tells the routes of the API (templates like `/v1/cohorts/{id}`), beyond the fixed ones.
+    pub fn set_routes(&self, routes: Vec<String>) {
+        let _ = self.routes.set(routes);
+    }
+
+    /// The route template a path matches, or [`UNMATCHED`]: routes, not records or strangers'
+    /// paths, are the label values.
+    pub fn route_of(&self, path: &str) -> String {
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs".to_owned();
+        }
+        FIXED_ROUTES
+            .iter()
+            .map(|route| route.to_string())
+            .chain(self.routes.get().into_iter().flatten().cloned())
+            .find(|route| matches(route, path))
+            .unwrap_or_else(|| UNMATCHED.to_owned())
+    }
+
     /// Counts one answered request.
     pub fn observe_request(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
-        let route = route_of(path);
+        let route = self.route_of(path);
+        let method = method_label(method);
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests
             .entry((method.to_owned(), route.clone(), status))
@@ -102,6 +157,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
+            let route = escape(route);
             let _ = writeln!(
                 out,
                 "veldwerk_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
@@ -121,6 +177,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
+            let route = escape(route);
             for (bound, bucket) in LATENCY_BUCKETS.iter().zip(histogram.buckets.iter()) {
                 let _ = writeln!(
                     out,
@@ -186,6 +243,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
+            let (outcome, code) = (escape(outcome), escape(code));
             let _ = writeln!(
                 out,
                 "veldwerk_push_sends_total{{outcome=\"{outcome}\",code=\"{code}\"}} {count}"
@@ -206,11 +264,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_in_paths_become_placeholders() {
-        assert_eq!(
-            route_of("/v1/cohorts/01a22b28-f1f7-764a-8c5a-d7f55fa3db96/invites"),
-            "/v1/cohorts/{id}/invites"
+    fn paths_become_their_route_and_strangers_one_label() {
+        let metrics = Metrics::default();
+        metrics.set_routes(vec![
+            "/v1/cohorts/{id}/invites".into(),
+            "/v1/cohorts".into(),
+        ]);
+        let cases = [
+            (
+                "/v1/cohorts/01a22b28-f1f7-764a-8c5a-d7f55fa3db96/invites",
+                "/v1/cohorts/{id}/invites",
+            ),
+            ("/v1/cohorts/not-a-uuid/invites", "/v1/cohorts/{id}/invites"),
+            ("/v1/cohorts", "/v1/cohorts"),
+            ("/v1/attachments/x/content", "/v1/attachments/{id}/content"),
+            ("/docs/swagger-ui.css", "/docs"),
+            ("/v1/cohorts//invites", UNMATCHED),
+            ("/v1/cohorts/x/invites/y", UNMATCHED),
+            ("/wp-admin/\\\"quote", UNMATCHED),
+        ];
+        for (path, route) in cases {
+            assert_eq!(metrics.route_of(path), route, "{path}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_methods_bounded() {
+        let metrics = Metrics::default();
+        metrics.observe_request("BREW", "/x", 404, Duration::from_millis(1));
+        metrics.observe_send("failed", "A\\B\"C\nD");
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains(r#"{method="other",route="unmatched",status="404"} 1"#),
+            "{text}"
         );
+        assert!(text.contains(r#"code="A\\B\"C\nD""#), "{text}");
     }
 
     #[test]

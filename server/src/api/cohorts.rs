@@ -571,12 +571,12 @@ impl Example for CreateCohortRequest {
 impl Example for ScheduleChangeRequest {
     fn example() -> Self {
         Self {
-            time_zone: None,
+            time_zone: Some("Europe/Amsterdam".into()),
             days: vec![DayChangeInput {
                 day_number: 3,
                 date: "2027-03-02".parse().ok(),
-                starts_at: None,
-                ends_at: None,
+                starts_at: "10:00:00".parse().ok(),
+                ends_at: "16:30:00".parse().ok(),
                 location: Some("Wijkcentrum De Boog".into()),
             }],
         }

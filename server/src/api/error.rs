@@ -65,6 +65,15 @@ pub enum ApiError {
     /// Well-formed but not acceptable values.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// The path exists, but not with this method.
+    #[oai(status = 405)]
+    MethodNotAllowed(Json<ErrorBody>),
+    /// The body is larger than the server accepts (`VELDWERK_MAX_BODY_BYTES`, 1 MiB by default).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json` (or the `Content-Type` header is missing).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many attempts; `Retry-After` says how many seconds to wait.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -157,5 +166,12 @@ pub fn normalise(err: poem::Error) -> Response {
             _ => ("bad_request", message),
         }
     };
-    error_response(status, code, message)
+    let body = Json(ErrorBody::new(code, message));
+    // The statuses every operation lists, through the type that lists them.
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(body).into_response(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(body).into_response(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(body).into_response(),
+        _ => body.with_status(status).into_response(),
+    }
 }

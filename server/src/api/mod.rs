@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod auth;
 pub mod catalog;
 pub mod cohorts;
+pub mod edge;
 pub mod error;
 pub mod push;
 pub mod sync;
@@ -94,8 +95,25 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
 pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     let max_body = services.config().max_body_bytes;
     let api = openapi(services.clone());
+    services.metrics().set_routes(route_templates(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let cors = (!services.config().cors_allowed_origins.is_empty()).then(|| {
+        poem::middleware::Cors::new()
+            .allow_origins(services.config().cors_allowed_origins.iter().cloned())
+            .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "x-request-id",
+                "tus-resumable",
+                "upload-offset",
+                "upload-length",
+                "upload-checksum",
+            ])
+            .expose_headers(["x-request-id", "retry-after", "upload-offset", "location"])
+            .max_age(600)
+    });
     Route::new()
         .nest("/v1/sync", sync::routes())
         .nest("/v1/attachments", attachments::routes())
@@ -106,11 +124,17 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .around(move |endpoint, mut req| async move {
+            if edge::uri_has_nul(req.uri()) {
+                return Err(nul_refused());
+            }
             // Attachment bodies are bounded by the attachment's declared size and stored part by
             // part as they stream in (see `service::attachments`), not held here.
             if req.uri().path().starts_with("/v1/attachments/") {
                 return endpoint.call(req).await;
             }
+            // The sync push reads its mutations one by one and rejects a NUL in one of them
+            // alone (`invalid_field`); every other JSON body is refused whole.
+            let check_nul = !req.uri().path().starts_with("/v1/sync/");
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
             let announced = req
@@ -123,8 +147,8 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
                         StatusCode::PAYLOAD_TOO_LARGE,
                     ));
                 }
-                Some(_) => {}
-                None => {
+                Some(_) if !check_nul => {}
+                _ => {
                     let body = req
                         .take_body()
                         .into_bytes_limit(max_body)
@@ -135,16 +159,53 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
                                 StatusCode::PAYLOAD_TOO_LARGE,
                             )
                         })?;
+                    if check_nul && edge::json_has_nul(&body) {
+                        return Err(nul_refused());
+                    }
                     req.set_body(body);
                 }
             }
             endpoint.call(req).await
         })
-        // A bug must cost one request a 500, not the connection an empty reply.
-        .with(CatchPanic::new())
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        // A bug must cost one request a 500 in the one error shape, not the connection an empty
+        // reply; its transaction, dropped unfinished, rolls back.
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("a request handler panicked");
+            error::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred",
+            )
+        }))
         .around(log_request)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })
+}
+
+/// The answer to text with a NUL character, wherever it is.
+fn nul_refused() -> poem::Error {
+    poem::Error::from_response(error::error_response(
+        StatusCode::BAD_REQUEST,
+        "invalid_text",
+        "text may not contain the NUL character (U+0000)",
+    ))
+}
+
+/// The spec's paths as route templates under `/v1` (`/v1/cohorts/{id}`), for metrics labels.
+fn route_templates(spec: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(spec)
+        .ok()
+        .and_then(|spec| {
+            Some(
+                spec.get("paths")?
+                    .as_object()?
+                    .keys()
+                    .map(|path| format!("/v1{path}"))
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Readiness: the database answers, migrations are current, and the process is not shutting
@@ -211,6 +272,7 @@ async fn log_request<E: Endpoint>(
         if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
+        edge::protect(&path, response.headers_mut());
         Ok(response)
     }
     .instrument(span)
@@ -219,7 +281,15 @@ async fn log_request<E: Endpoint>(
 
 /// Prometheus metrics: requests, sync, live streams, push sends, the outbox, the database pool.
 #[handler]
-async fn metrics(services: poem::web::Data<&Services>) -> Response {
+async fn metrics(services: poem::web::Data<&Services>, req: &poem::Request) -> Response {
+    let token = services.config().metrics_token.as_ref().map(|t| t.expose());
+    if !edge::metrics_allowed(token, req.header("authorization")) {
+        return error::error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "/metrics needs `Authorization: Bearer <VELDWERK_METRICS_TOKEN>`",
+        );
+    }
     let (pending, lag) = crate::store::push::outbox_backlog(services.db(), chrono::Utc::now())
         .await
         .unwrap_or((0, 0.0));

@@ -250,6 +250,7 @@ impl Services {
             created_at: now,
             expires_at: now + Duration::minutes(LINK_CODE_TTL_MINUTES),
             used_at: None,
+            device_id: Some(actor.device_id),
         };
         store::insert_link_code(&self.db, code.clone()).await?;
         Ok(code)
@@ -279,6 +280,13 @@ impl Services {
         let user = store::find_user(&self.db, link.user_id)
             .await?
             .ok_or_else(unusable)?;
+        // A code dies with the session of the device that made it (revoked or logged out).
+        if let Some(device_id) = link.device_id {
+            let maker = store::find_device(&self.db, device_id).await?;
+            if maker.is_none_or(|device| device.revoked_at.is_some()) {
+                return Err(unusable());
+            }
+        }
         let txn = crate::store::begin_write(&self.db).await?;
         if !store::claim_link_code(&txn, link.id, now).await? {
             txn.rollback().await?;
@@ -310,6 +318,7 @@ impl Services {
             return Ok(false);
         }
         push_store::delete_push_device(&self.db, device_id).await?;
+        store::expire_link_codes_of_device(&self.db, device_id, now).await?;
         self.publish_notice(super::sync::ChangeNotice {
             ended_devices: vec![device_id],
             ..Default::default()

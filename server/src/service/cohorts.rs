@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
 use super::{
@@ -466,9 +466,24 @@ pub fn day_start(cohort: &cohort::Model, day: &cohort_day::Model) -> DateTime<Ut
     local_to_utc(zone, day.date, day.starts_at)
 }
 
+/// The years a cohort's days may fall in.
+pub const PROGRAMME_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+
 /// Days must run in order on distinct dates, each ending after it starts.
 fn validate_days(days: &[cohort_day::Model]) -> Result<()> {
     for day in days {
+        // A programme runs in this century; dates far outside it are typing errors or probes, and
+        // near the ends of the calendar date arithmetic (reminders days before) would overflow.
+        if !PROGRAMME_YEARS.contains(&day.date.year()) {
+            return Err(invalid_day(
+                day.day_number,
+                &format!(
+                    "must be in the years {} to {}",
+                    PROGRAMME_YEARS.start(),
+                    PROGRAMME_YEARS.end()
+                ),
+            ));
+        }
         if day.ends_at <= day.starts_at {
             return Err(invalid_day(day.day_number, "must end after it starts"));
         }

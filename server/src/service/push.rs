@@ -159,7 +159,9 @@ impl QuietHours {
             return (date, time);
         }
         if self.start > self.end && time >= self.start {
-            (date + Duration::days(1), self.end)
+            // Checked: a date at the end of the calendar must not panic (dates are validated
+            // on the way in; this keeps planning safe for whatever is already stored).
+            (date.succ_opt().unwrap_or(date), self.end)
         } else {
             (date, self.end)
         }
@@ -203,7 +205,9 @@ pub fn reminder_instant(
     zone: Tz,
     quiet: QuietHours,
 ) -> DateTime<Utc> {
-    let date = due_date - Duration::days(i64::from(rule.days_before));
+    let date = due_date
+        .checked_sub_days(chrono::Days::new(u64::from(rule.days_before)))
+        .unwrap_or(NaiveDate::MIN);
     let (date, time) = quiet.defer(date, rule.at);
     local_to_utc(zone, date, time)
 }

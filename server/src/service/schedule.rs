@@ -27,8 +27,8 @@ pub fn local_to_utc(zone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc>
     zone.from_local_datetime(&local)
         .earliest()
         .or_else(|| {
-            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
-                .earliest()
+            let later = local.checked_add_signed(TimeDelta::hours(1))?;
+            zone.from_local_datetime(&later).earliest()
         })
         .map(|at| at.with_timezone(&Utc))
         // No zone skips more than an hour at once; fall back to reading the time as UTC.

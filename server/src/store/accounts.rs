@@ -165,6 +165,22 @@ pub async fn find_link_code(
 }
 
 /// Marks a link code used; false if another request used it first.
+/// Ends the unused link codes a device made (its session ended).
+pub async fn expire_link_codes_of_device(
+    db: &impl ConnectionTrait,
+    device_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    device_link_code::Entity::update_many()
+        .col_expr(device_link_code::Column::ExpiresAt, Expr::value(now))
+        .filter(device_link_code::Column::DeviceId.eq(device_id))
+        .filter(device_link_code::Column::UsedAt.is_null())
+        .filter(device_link_code::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
 pub async fn claim_link_code(
     db: &impl ConnectionTrait,
     id: Uuid,

@@ -140,6 +140,37 @@ db_test!(async fn a_participant_links_a_tablet_with_a_single_use_code(app) {
         .expect_error(401, "invalid_link_code");
 });
 
+db_test!(async fn a_link_code_dies_with_the_device_that_made_it(app) {
+    let trainer = demo_trainer(&app).await;
+    let cohort = demo_cohort(&app, &trainer).await;
+    let phone = participant(&app, &trainer, &cohort, "Fatima").await;
+    let link = |token: String| {
+        let app = &app;
+        async move {
+            let created = app.post("/v1/me/device-link-codes", Some(&token), json!({})).await.expect(201);
+            created["code"].as_str().unwrap().to_owned()
+        }
+    };
+    let link_device = |code: String| {
+        let app = &app;
+        async move { app.post("/v1/auth/link-device", None, json!({ "link_code": code, "device_name": "x" })).await }
+    };
+    // A tablet makes a code, then the owner revokes the tablet from the phone.
+    let tablet = User::from_session(&link_device(link(phone.token.clone()).await).await.expect(201));
+    let from_tablet = link(tablet.token.clone()).await;
+    let unused_from_tablet = link(tablet.token.clone()).await;
+    app.delete(&format!("/v1/me/devices/{}", tablet.device_id), &phone.token).await.expect(204);
+    link_device(from_tablet).await.expect_error(401, "invalid_link_code");
+    link_device(unused_from_tablet).await.expect_error(401, "invalid_link_code");
+    // A code made before logging out dies with the session too.
+    let laptop = User::from_session(&link_device(link(phone.token.clone()).await).await.expect(201));
+    let from_laptop = link(laptop.token.clone()).await;
+    app.call(reqwest::Method::POST, "/v1/auth/logout", Some(&laptop.token), Some(json!({}))).await.expect(204);
+    link_device(from_laptop).await.expect_error(401, "invalid_link_code");
+    // The phone's own codes still work.
+    link_device(link(phone.token.clone()).await).await.expect(201);
+});
+
 db_test!(async fn an_admin_creates_trainers_and_others_may_not(app) {
     let admin = demo_admin(&app).await;
     let body = json!({

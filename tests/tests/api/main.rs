@@ -7,6 +7,7 @@ mod attachments;
 mod cohorts;
 mod errors;
 mod fixtures;
+mod hardening;
 mod health;
 mod invites;
 mod isolation;

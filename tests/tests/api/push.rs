@@ -710,7 +710,13 @@ veldwerk_tests::db_test!(async fn the_push_worker_finishes_its_round_and_stops_w
 });
 
 /// Registers a device's push token with its own quiet hours.
-async fn register_quiet(app: &TestApp, device: &Device, token: &str, zone: &str, quiet: (&str, &str)) {
+async fn register_quiet(
+    app: &TestApp,
+    device: &Device,
+    token: &str,
+    zone: &str,
+    quiet: (&str, &str),
+) {
     app.call(
         reqwest::Method::PUT,
         "/v1/me/push-device",
