@@ -275,6 +275,9 @@ pub struct Config {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`; unset, it is open (keep
     /// it off the public ingress, as `deploy/k8s/ingress.example.yaml` does).
     pub metrics_token: Option<Secret>,
+    /// Seconds after a refresh during which its old token, presented again, gets the same
+    /// successor (the answer was lost) instead of revoking the device; 0 turns this off.
+    pub refresh_reuse_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -303,6 +306,7 @@ impl Default for Config {
             sync_push_concurrency: 4,
             cors_allowed_origins: Vec::new(),
             metrics_token: None,
+            refresh_reuse_grace_secs: 60,
         }
     }
 }
@@ -380,6 +384,7 @@ impl Config {
                 "JWT_SECRET" => self.jwt_secret = Secret::new(value.clone()),
                 "ACCESS_TOKEN_TTL_SECS" => self.access_token_ttl_secs = parse(name, value)?,
                 "REFRESH_TOKEN_TTL_DAYS" => self.refresh_token_ttl_days = parse(name, value)?,
+                "REFRESH_REUSE_GRACE_SECS" => self.refresh_reuse_grace_secs = parse(name, value)?,
                 "INVITE_TTL_DAYS" => self.invite_ttl_days = parse(name, value)?,
                 "MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
                 "DEMO_DATA" => self.demo_data = parse(name, value)?,

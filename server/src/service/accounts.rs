@@ -111,8 +111,8 @@ impl Services {
         let token = store::find_refresh_token(&self.db, &hash_token(presented))
             .await?
             .ok_or_else(invalid)?;
-        if token.used_at.is_some() {
-            return Err(self.revoke_for_reuse(&token, now).await);
+        if let Some(used_at) = token.used_at {
+            return self.replay_refresh(&token, presented, used_at, now).await;
         }
         if token.expires_at <= now {
             return Err(invalid());
@@ -128,14 +128,51 @@ impl Services {
 
         let txn = crate::store::begin_write(&self.db).await?;
         if !store::claim_refresh_token(&txn, token.id, now).await? {
-            // A concurrent refresh with the same token won the race: that is reuse too.
+            // A concurrent refresh with the same token won the race: the same app asking twice
+            // gets the same successor; anything else is reuse.
             txn.rollback().await?;
-            return Err(self.revoke_for_reuse(&token, now).await);
+            return self.replay_refresh(&token, presented, now, now).await;
         }
-        let refresh_token = self.issue_refresh_token(&txn, device.id, now).await?;
+        let refresh_token = self
+            .issue_refresh_token(&txn, device.id, Some(presented), now)
+            .await?;
         store::touch_device(&txn, device.id, now).await?;
         txn.commit().await?;
         self.session(user, device.id, refresh_token)
+    }
+
+    /// A refresh token presented again. Within the grace interval after its use, and while its
+    /// successor has never been used, the answer to the first refresh was probably lost (a
+    /// phone on a train): the same successor is given again. Otherwise someone else holds a
+    /// copy, and the device's session is revoked.
+    async fn replay_refresh(
+        &self,
+        token: &refresh_token::Model,
+        presented: &str,
+        used_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let grace = Duration::seconds(
+            i64::try_from(self.config.refresh_reuse_grace_secs).unwrap_or(i64::MAX),
+        );
+        if now - used_at <= grace {
+            let successor = tokens::successor_token(self.config.jwt_secret.expose(), presented);
+            let stored = store::find_refresh_token(&self.db, &hash_token(&successor)).await?;
+            let unused = stored.is_some_and(|stored| {
+                stored.used_at.is_none()
+                    && stored.expires_at > now
+                    && stored.device_id == token.device_id
+            });
+            if unused
+                && let Some(device) = store::find_active_device(&self.db, token.device_id).await?
+            {
+                if let Some(user) = store::find_user(&self.db, device.user_id).await? {
+                    tracing::info!(device.id = %device.id, "refresh repeated within the grace interval");
+                    return self.session(user, device.id, successor);
+                }
+            }
+        }
+        Err(self.revoke_for_reuse(token, now).await)
     }
 
     async fn revoke_for_reuse(&self, token: &refresh_token::Model, now: DateTime<Utc>) -> Error {
@@ -430,7 +467,7 @@ impl Services {
             revoked_at: None,
         };
         store::insert_device(txn, device.clone()).await?;
-        let refresh_token = self.issue_refresh_token(txn, device.id, now).await?;
+        let refresh_token = self.issue_refresh_token(txn, device.id, None, now).await?;
         self.session(user, device.id, refresh_token)
     }
 
@@ -438,9 +475,17 @@ impl Services {
         &self,
         txn: &DatabaseTransaction,
         device_id: Uuid,
+        predecessor: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<String> {
-        let token = tokens::random_token()?;
+        // A rotation's successor is derived from its predecessor, so that it can be given again
+        // (`replay_refresh`); a new session's first token is random.
+        let token = match predecessor {
+            Some(predecessor) => {
+                tokens::successor_token(self.config.jwt_secret.expose(), predecessor)
+            }
+            None => tokens::random_token()?,
+        };
         let ttl_days = i64::try_from(self.config.refresh_token_ttl_days).unwrap_or(i64::MAX);
         store::insert_refresh_token(
             txn,

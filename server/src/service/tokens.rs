@@ -97,6 +97,34 @@ pub fn random_token() -> anyhow::Result<String> {
     Ok(hex(&bytes))
 }
 
+/// The refresh token that succeeds `predecessor`: HMAC-SHA-256 under the server's secret, so the
+/// server can give the same successor again when the answer to a refresh was lost (see
+/// `Services::refresh`), without storing any token in a form that could be used.
+pub fn successor_token(secret: &str, predecessor: &str) -> String {
+    hex(&hmac_sha256(secret.as_bytes(), predecessor.as_bytes()))
+}
+
+/// HMAC (RFC 2104) over SHA-256.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|k| k ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// The SHA-256 of a token, hex-encoded: what the database stores.
 pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -194,5 +222,16 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_ne!(random_token().unwrap(), random_token().unwrap());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_ne!(successor_token("k", "a"), successor_token("k", "b"));
+        assert_ne!(successor_token("k", "a"), successor_token("l", "a"));
     }
 }

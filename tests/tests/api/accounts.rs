@@ -51,8 +51,14 @@ db_test!(async fn reusing_a_refresh_token_revokes_the_device_but_not_the_others(
     let phone = demo_trainer(&app).await;
     let laptop = demo_trainer(&app).await;
     let thief_copy = phone.refresh_token.clone();
-    let rotated = User::from_session(
+    let first = User::from_session(
         &app.post("/v1/auth/refresh", None, json!({ "refresh_token": phone.refresh_token }))
+            .await
+            .expect(200),
+    );
+    // The phone goes on with its successor; then the copy shows up.
+    let rotated = User::from_session(
+        &app.post("/v1/auth/refresh", None, json!({ "refresh_token": first.refresh_token }))
             .await
             .expect(200),
     );
@@ -74,6 +80,41 @@ db_test!(async fn reusing_a_refresh_token_revokes_the_device_but_not_the_others(
         .find(|d| d["id"] == phone.device_id.as_str())
         .unwrap();
     assert!(phone_row["revoked_at"].is_string());
+});
+
+db_test!(async fn a_refresh_whose_answer_was_lost_is_answered_again_with_the_same_successor(app) {
+    let phone = demo_trainer(&app).await;
+    let refresh = |token: String| {
+        let app = &app;
+        async move { app.post("/v1/auth/refresh", None, json!({ "refresh_token": token })).await }
+    };
+    let lost = User::from_session(&refresh(phone.refresh_token.clone()).await.expect(200));
+    // The answer never reached the phone; it presents its old token again, twice.
+    for _ in 0..2 {
+        let again = User::from_session(&refresh(phone.refresh_token.clone()).await.expect(200));
+        assert_eq!(again.refresh_token, lost.refresh_token, "the same successor");
+        app.get("/v1/me", &again.token).await.expect(200);
+    }
+    // Two refreshes with one token at once (an app asking twice): both get the successor.
+    let (a, b) = tokio::join!(refresh(lost.refresh_token.clone()), refresh(lost.refresh_token.clone()));
+    let (a, b) = (User::from_session(&a.expect(200)), User::from_session(&b.expect(200)));
+    assert_eq!(a.refresh_token, b.refresh_token);
+    // Once the successor has been used, the old token is a stolen copy: the device is revoked.
+    let next = User::from_session(&refresh(a.refresh_token.clone()).await.expect(200));
+    refresh(lost.refresh_token.clone()).await.expect_error(401, "refresh_token_reused");
+    app.get("/v1/me", &next.token).await.expect_error(401, "session_revoked");
+});
+
+db_test!(async fn after_the_grace_interval_a_repeated_refresh_is_reuse(app) with |config| {
+    config.refresh_reuse_grace_secs = 1;
+}; {
+    let phone = demo_trainer(&app).await;
+    app.post("/v1/auth/refresh", None, json!({ "refresh_token": phone.refresh_token })).await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    app.post("/v1/auth/refresh", None, json!({ "refresh_token": phone.refresh_token }))
+        .await
+        .expect_error(401, "refresh_token_reused");
+    app.get("/v1/me", &phone.token).await.expect_error(401, "session_revoked");
 });
 
 db_test!(async fn unknown_refresh_tokens_are_rejected(app) {
