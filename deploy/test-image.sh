@@ -93,6 +93,13 @@ podman kill --signal TERM "$CONTAINER" >/dev/null
 exit_code="$(podman wait "$CONTAINER")"
 [ "$exit_code" = 0 ] || { podman logs "$CONTAINER" | tail -20; echo "exit code $exit_code after SIGTERM"; exit 1; }
 echo "clean exit after SIGTERM"
+# Production logs are for collectors: every line one JSON object, no banner between them.
+podman logs "$CONTAINER" > "$WORK/container.log" 2>&1
+python3 -c 'import json, sys
+lines = [line for line in open(sys.argv[1]) if line.strip()]
+for line in lines:
+    json.loads(line)
+print(f"{len(lines)} log lines, all JSON")' "$WORK/container.log"
 podman rm "$CONTAINER" >/dev/null
 CONTAINER=""
 echo "image test passed"

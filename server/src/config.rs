@@ -487,6 +487,17 @@ impl Config {
                     "production mode needs VELDWERK_JWT_SECRET: the development secret is public"
                 );
             }
+            // The examples in this repository (deploy/k8s/secret.example.yaml) are public too.
+            if self
+                .jwt_secret
+                .expose()
+                .to_lowercase()
+                .contains("change-me")
+            {
+                bail!(
+                    "VELDWERK_JWT_SECRET is an example value; generate one, e.g. `openssl rand -hex 32`"
+                );
+            }
             if self.demo_data {
                 bail!("production mode refuses demo data: set VELDWERK_DEMO_DATA=false");
             }
@@ -609,6 +620,27 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("demo"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_example_secret_of_the_manifests() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/k8s/secret.example.yaml"
+        ))
+        .unwrap();
+        let secret = example
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("VELDWERK_JWT_SECRET: "))
+            .unwrap();
+        let err = Config::from_sources(&vars(&[
+            ("VELDWERK_MODE", "production"),
+            ("VELDWERK_DEMO_DATA", "false"),
+            ("VELDWERK_PUSH_MODE", "log"),
+            ("VELDWERK_JWT_SECRET", secret),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("example"), "{err}");
     }
 
     #[test]

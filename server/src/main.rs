@@ -62,9 +62,14 @@ async fn serve() -> anyhow::Result<()> {
              (set VELDWERK_PUSH_MODE=fcm with a service account key to send them)"
         );
     }
+    let config_log_format = config.log_format();
     let app = Application::build(config).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "listening");
+    // The friendly banner is for people at a terminal; a JSON log stays one object per line.
+    if config_log_format == veldwerk_server::config::LogFormat::Json {
+        return app.run_until_stopped(shutdown_signal()).await;
+    }
     println!("Veldwerk listens on http://{addr}");
     println!("  API docs:      http://{addr}/docs");
     println!("  OpenAPI spec:  http://{addr}/openapi.json");
@@ -89,7 +94,11 @@ async fn migrate() -> anyhow::Result<()> {
     telemetry::init(&config);
     let db = store::connect(&config.database_url).await?;
     store::migrate(&db).await?;
-    println!("migrations applied");
+    if config.log_format() == veldwerk_server::config::LogFormat::Json {
+        tracing::info!("migrations applied");
+    } else {
+        println!("migrations applied");
+    }
     Ok(())
 }
 

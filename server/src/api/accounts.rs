@@ -360,8 +360,9 @@ impl AccountsApi {
 impl Example for LoginRequest {
     fn example() -> Self {
         Self {
-            email: "trainer@veldwerk.test".into(),
-            password: "demo-trainer-wachtwoord".into(),
+            // Not the demo login: the spec is served in production too.
+            email: "s.devries@gemeente.example".into(),
+            password: "een-lang-en-geheim-wachtwoord".into(),
             device_name: Some("laptop".into()),
         }
     }

@@ -24,6 +24,8 @@ db_test!(async fn health_docs_and_spec_are_served(app) {
         assert!(spec["paths"][path].is_object(), "the spec documents {path}");
     }
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
+    // The spec is served in production too: its examples must not be working logins.
+    assert!(!spec.to_string().contains("demo-trainer-wachtwoord"), "no demo credentials in the spec");
     for schema in ["LoginRequest", "EnrolRequest", "CreateCohortRequest", "ErrorBody"] {
         assert!(
             spec["components"]["schemas"][schema]["example"].is_object(),
