@@ -278,6 +278,15 @@ pub struct Config {
     /// Seconds after a refresh during which its old token, presented again, gets the same
     /// successor (the answer was lost) instead of revoking the device; 0 turns this off.
     pub refresh_reuse_grace_secs: u64,
+    /// Seconds a client has to send a complete request head; a slow trickle is cut off.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive (JSON and sync bodies; attachment uploads are
+    /// bounded by the idle timeout instead, so a slow phone can still send a long recording).
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay without traffic either way before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Live sync streams one device may hold open at once.
+    pub max_streams_per_device: usize,
 }
 
 impl Default for Config {
@@ -307,6 +316,10 @@ impl Default for Config {
             cors_allowed_origins: Vec::new(),
             metrics_token: None,
             refresh_reuse_grace_secs: 60,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            idle_timeout_secs: 75,
+            max_streams_per_device: 4,
         }
     }
 }
@@ -385,6 +398,10 @@ impl Config {
                 "ACCESS_TOKEN_TTL_SECS" => self.access_token_ttl_secs = parse(name, value)?,
                 "REFRESH_TOKEN_TTL_DAYS" => self.refresh_token_ttl_days = parse(name, value)?,
                 "REFRESH_REUSE_GRACE_SECS" => self.refresh_reuse_grace_secs = parse(name, value)?,
+                "HEADER_READ_TIMEOUT_SECS" => self.header_read_timeout_secs = parse(name, value)?,
+                "BODY_READ_TIMEOUT_SECS" => self.body_read_timeout_secs = parse(name, value)?,
+                "IDLE_TIMEOUT_SECS" => self.idle_timeout_secs = parse(name, value)?,
+                "MAX_STREAMS_PER_DEVICE" => self.max_streams_per_device = parse(name, value)?,
                 "INVITE_TTL_DAYS" => self.invite_ttl_days = parse(name, value)?,
                 "MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
                 "DEMO_DATA" => self.demo_data = parse(name, value)?,
@@ -525,6 +542,13 @@ impl Config {
             if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
                 bail!("quiet hours are local times like 21:00, not {time:?}");
             }
+        }
+        if self.header_read_timeout_secs == 0
+            || self.body_read_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.max_streams_per_device == 0
+        {
+            bail!("connection timeouts and the stream limit must be positive");
         }
         for origin in &self.cors_allowed_origins {
             let bare = origin

@@ -62,12 +62,13 @@ async fn serve() -> anyhow::Result<()> {
              (set VELDWERK_PUSH_MODE=fcm with a service account key to send them)"
         );
     }
-    let config_log_format = config.log_format();
+    let production = config.mode == veldwerk_server::config::Mode::Production;
     let app = Application::build(config).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "listening");
-    // The friendly banner is for people at a terminal; a JSON log stays one object per line.
-    if config_log_format == veldwerk_server::config::LogFormat::Json {
+    // The banner is for people trying it out (it shows the demo logins); production's log is
+    // for collectors and stays one JSON object per line (the `listening` line says the address).
+    if production {
         return app.run_until_stopped(shutdown_signal()).await;
     }
     println!("Veldwerk listens on http://{addr}");
@@ -94,7 +95,7 @@ async fn migrate() -> anyhow::Result<()> {
     telemetry::init(&config);
     let db = store::connect(&config.database_url).await?;
     store::migrate(&db).await?;
-    if config.log_format() == veldwerk_server::config::LogFormat::Json {
+    if config.mode == veldwerk_server::config::Mode::Production {
         tracing::info!("migrations applied");
     } else {
         println!("migrations applied");

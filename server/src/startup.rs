@@ -3,7 +3,6 @@
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use poem::{Server, listener::TcpAcceptor};
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -100,9 +99,11 @@ impl Application {
             ))
         });
         let relay = tokio::spawn(self.services.clone().relay_notices());
-        let acceptor =
-            TcpAcceptor::from_tokio(self.listener).context("Failed to accept connections")?;
         let services = self.services.clone();
+        let limits = crate::http_server::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(services.config().header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(services.config().idle_timeout_secs),
+        };
         let drain = Duration::from_secs(services.config().shutdown_drain_secs);
         let grace = Duration::from_secs(services.config().shutdown_grace_secs);
         let shutdown = async move {
@@ -113,10 +114,15 @@ impl Application {
             tracing::info!(?drain, "shutting down: not ready, draining");
             tokio::time::sleep(drain).await;
         };
-        let served = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(api::app(self.services), shutdown, Some(grace))
-            .await
-            .context("The HTTP server failed");
+        let served = crate::http_server::serve(
+            self.listener,
+            api::app(self.services),
+            limits,
+            shutdown,
+            grace,
+        )
+        .await
+        .context("The HTTP server failed");
         purger.abort();
         collector.abort();
         relay.abort();

@@ -186,3 +186,64 @@ fn production_mode_refuses_the_development_secret_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("VELDWERK_JWT_SECRET"), "{stderr}");
 }
+
+#[test]
+fn production_logs_are_json_lines_only() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = veldwerk(data.path())
+        .env("PORT", "0")
+        .env("VELDWERK_MODE", "production")
+        .env("VELDWERK_DEMO_DATA", "false")
+        .env("VELDWERK_PUSH_MODE", "log")
+        .env(
+            "VELDWERK_JWT_SECRET",
+            "a-production-secret-of-more-than-32-characters",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen: Vec<String> = Vec::new();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .inspect(|line| seen.push(line.clone()))
+        .find(|line| line.contains(r#""message":"listening""#))
+        .expect("a JSON line says the server listens");
+    let listening: serde_json::Value = serde_json::from_str(&listening).unwrap();
+    let port = listening["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ready = runtime.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(ready, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in seen.iter().map(String::as_str).chain(stderr.lines()) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line:?}"
+        );
+    }
+}

@@ -94,6 +94,7 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
 /// The whole HTTP application.
 pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     let max_body = services.config().max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs(services.config().body_read_timeout_secs);
     let api = openapi(services.clone());
     services.metrics().set_routes(route_templates(&api.spec()));
     let spec = api.spec_endpoint();
@@ -149,10 +150,10 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
                 }
                 Some(_) if !check_nul => {}
                 _ => {
-                    let body = req
-                        .take_body()
-                        .into_bytes_limit(max_body)
+                    let reading = req.take_body().into_bytes_limit(max_body);
+                    let body = tokio::time::timeout(body_timeout, reading)
                         .await
+                        .map_err(|_| body_too_slow(body_timeout))?
                         .map_err(|_| {
                             poem::Error::from_string(
                                 format!("the request body is larger than {max_body} bytes"),
@@ -181,6 +182,18 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .around(log_request)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })
+}
+
+/// The answer to a body that did not arrive in time (a stalled or trickling client).
+pub(crate) fn body_too_slow(limit: std::time::Duration) -> poem::Error {
+    poem::Error::from_response(error::error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body did not arrive within {} seconds",
+            limit.as_secs()
+        ),
+    ))
 }
 
 /// The answer to text with a NUL character, wherever it is.

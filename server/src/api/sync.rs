@@ -117,14 +117,28 @@ pub(super) fn failure(err: Error) -> poem::Error {
 #[handler]
 async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;
+    // A fair share: one participant's stalled or parallel pushes cannot fill the queue.
+    let _own = services.admit_client_push(actor.user_id).map_err(failure)?;
+    // The body is read before a turn is taken, within a time limit, so that a client that
+    // announces a body and stalls holds no turn that other participants wait for.
+    let limit = Duration::from_secs(services.config().body_read_timeout_secs);
+    let max_body = services.config().max_body_bytes;
+    let bytes = tokio::time::timeout(limit, body.into_bytes_limit(max_body))
+        .await
+        .map_err(|_| super::body_too_slow(limit))?
+        .map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => reject(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {max_body} bytes"),
+            )),
+            err => reject(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                err.to_string(),
+            )),
+        })?;
     let _turn = services.admit_push().await;
-    let bytes = body.into_bytes().await.map_err(|err| {
-        reject(error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            err.to_string(),
-        ))
-    })?;
     let read = ReadPush::from_slice(&bytes).map_err(|err| {
         reject(error_response(
             StatusCode::BAD_REQUEST,
@@ -190,7 +204,8 @@ mod tests {
 /// caller's scope changed. Pokes carry no data: the client pulls. Comments keep idle connections
 /// open. When the server shuts down, `reconnect` ends the stream; the client reconnects after the
 /// retry hint (to another replica). When the device's session ends (logout, revocation),
-/// `revoked` ends the stream for good.
+/// `revoked` ends the stream for good. A device holds at most `VELDWERK_MAX_STREAMS_PER_DEVICE`
+/// streams: opening one more ends its oldest with `replaced` (do not reconnect that one).
 #[handler]
 async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;
@@ -201,8 +216,8 @@ async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Respon
         member: member.into_iter().collect(),
         staff: staff.into_iter().collect(),
     };
+    let open = OpenStream::new(services.clone(), actor.device_id);
     let receiver = services.subscribe_changes();
-    let open = OpenStream::new(services.clone());
     Ok(SSE::new(poke_stream(receiver, interest, open))
         .keep_alive(Duration::from_secs(15))
         .into_response())
@@ -228,22 +243,26 @@ impl Interest {
     }
 }
 
-/// Counts an open stream for `/metrics` while it lives.
-struct OpenStream(Services);
+/// An open stream, counted for `/metrics` and holding a place among its device's streams.
+struct OpenStream {
+    services: Services,
+    slot: crate::service::in_flight::StreamSlot,
+}
 
 impl OpenStream {
-    fn new(services: Services) -> Self {
+    fn new(services: Services, device: uuid::Uuid) -> Self {
+        let slot = services.admit_stream(device);
         services
             .metrics()
             .open_streams
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(services)
+        Self { services, slot }
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0
+        self.services
             .metrics()
             .open_streams
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -265,8 +284,15 @@ fn poke_stream(
     let pokes = stream::unfold(Some((receiver, interest, open)), |state| async move {
         let (mut receiver, interest, open) = state?;
         loop {
-            match receiver.recv().await {
-                Ok(_) if open.0.is_draining() => {
+            let received = tokio::select! {
+                received = receiver.recv() => received,
+                // The device opened a newer stream than it may hold with this one.
+                () = open.slot.replaced.notified() => {
+                    return Some((Event::message("{}").event_type("replaced"), None));
+                }
+            };
+            match received {
+                Ok(_) if open.services.is_draining() => {
                     return Some((Event::message("{}").event_type("reconnect"), None));
                 }
                 Ok(notice) if notice.ended_devices.contains(&interest.device) => {

@@ -9,12 +9,16 @@ pub mod catalog;
 pub mod cohorts;
 pub mod demo;
 pub mod error;
+pub mod in_flight;
 pub mod password;
 pub mod push;
 pub mod rate_limit;
 pub mod schedule;
 pub mod sync;
 pub mod tokens;
+
+/// Pushes one participant may have in progress at once, all devices together.
+pub const MAX_PUSHES_PER_USER: usize = 2;
 
 use std::{sync::Arc, time::Duration};
 
@@ -87,6 +91,10 @@ pub struct Services {
     blobs: crate::store::blobs::BlobStore,
     /// Pushes admitted at once; the rest wait before their bodies are read.
     push_permits: Arc<tokio::sync::Semaphore>,
+    /// Pushes in progress per participant.
+    pushes_in_flight: in_flight::InFlight,
+    /// Live streams open per device.
+    streams_open: in_flight::StreamSlots,
 }
 
 /// Whether this process should receive traffic, and why not.
@@ -148,6 +156,8 @@ impl Services {
             push_permits: Arc::new(tokio::sync::Semaphore::new(
                 config.sync_push_concurrency.max(1),
             )),
+            pushes_in_flight: in_flight::InFlight::default(),
+            streams_open: in_flight::StreamSlots::default(),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
@@ -169,6 +179,23 @@ impl Services {
             .acquire_owned()
             .await
             .expect("the push semaphore is never closed")
+    }
+
+    /// Lets a participant's push in, unless they already have [`MAX_PUSHES_PER_USER`] in progress
+    /// (an app pushes one batch at a time per device; more is a loop or an attack).
+    pub fn admit_client_push(&self, user_id: uuid::Uuid) -> Result<in_flight::InFlightGuard> {
+        self.pushes_in_flight
+            .try_enter(user_id, MAX_PUSHES_PER_USER)
+            .ok_or(Error::RateLimited {
+                retry_after: Duration::from_secs(1),
+            })
+    }
+
+    /// A place for a device's new live stream; its oldest is told to end when it already
+    /// holds as many as it may (`VELDWERK_MAX_STREAMS_PER_DEVICE`).
+    pub fn admit_stream(&self, device_id: uuid::Uuid) -> in_flight::StreamSlot {
+        self.streams_open
+            .open(device_id, self.config.max_streams_per_device)
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {

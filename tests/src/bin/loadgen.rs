@@ -125,6 +125,8 @@ impl Server {
             .env("VELDWERK_RATE_LIMIT_PER_ADDRESS", "100000000")
             .env("VELDWERK_RATE_LIMIT_PER_ACCOUNT", "100000000")
             .env("VELDWERK_ACCESS_TOKEN_TTL_SECS", "86400")
+            // The stream scenario holds 10 streams per enrolled device (10,000 on 1,000).
+            .env("VELDWERK_MAX_STREAMS_PER_DEVICE", "16")
             // As the container image runs it (deploy/Dockerfile).
             .env("MALLOC_ARENA_MAX", "2")
             .env("MALLOC_MMAP_THRESHOLD_", "1048576")

@@ -5,6 +5,7 @@ mod accounts;
 mod announcements;
 mod attachments;
 mod cohorts;
+mod connections;
 mod errors;
 mod fixtures;
 mod hardening;

@@ -1,0 +1,238 @@
+//! The HTTP server loop: hyper under poem's endpoint, with the connection limits poem's own
+//! `Server` does not offer. A client gets `header_read_timeout` to send each request head (a
+//! slowloris that trickles headers is cut off), a connection with no traffic either way for
+//! `idle_timeout` is closed, and on shutdown connections finish their requests within the grace
+//! period. Body read time is bounded where bodies are read (`api`), as it depends on the route.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use poem::{
+    Addr, Endpoint, Response,
+    web::{LocalAddr, RemoteAddr},
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Time limits for every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// To receive a complete request head (request line and headers).
+    pub header_read_timeout: Duration,
+    /// Without a byte in either direction; live streams send a comment every 15 s.
+    pub idle_timeout: Duration,
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` completes, then stops accepting and gives open
+/// connections `grace` to finish what they are doing.
+pub async fn serve<E>(
+    listener: tokio::net::TcpListener,
+    endpoint: E,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()>
+where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let endpoint = Arc::new(endpoint);
+    let local = LocalAddr(Addr::SocketAddr(listener.local_addr()?));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors, for instance: wait a little, keep serving.
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                connections.spawn(serve_connection(
+                    stream,
+                    endpoint.clone(),
+                    local.clone(),
+                    RemoteAddr(Addr::SocketAddr(remote)),
+                    limits,
+                    closed.clone(),
+                ));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    let finished = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period are closed"
+        );
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+async fn serve_connection<E>(
+    stream: tokio::net::TcpStream,
+    endpoint: Arc<E>,
+    local: LocalAddr,
+    remote: RemoteAddr,
+    limits: ConnectionLimits,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let activity = Activity::default();
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let endpoint = endpoint.clone();
+        let request = poem::Request::from((
+            request,
+            local.clone(),
+            remote.clone(),
+            poem::http::uri::Scheme::HTTP,
+        ));
+        async move {
+            let response: hyper::Response<_> = endpoint.get_response(request).await.into();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let mut check = tokio::time::interval(limits.idle_timeout.min(Duration::from_secs(5)));
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = closing.changed() => break,
+            _ = check.tick() => {
+                if activity.quiet_for() >= limits.idle_timeout {
+                    tracing::debug!("closing an idle connection");
+                    break;
+                }
+            }
+        }
+    }
+    // Requests in flight finish; nothing new is read.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    started: Instant,
+    last_millis: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_millis: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// A socket that records its activity.
+struct Watched<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

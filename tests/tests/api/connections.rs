@@ -1,0 +1,143 @@
+//! Hostile clients on raw sockets: bodies announced and never sent, headers trickled, connections
+//! left idle, and a device that opens stream after stream. None of them may hold what every other
+//! client needs.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use veldwerk_tests::{LiveStream, TestApp, db_test};
+
+use crate::sync::phone;
+
+fn host(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_owned()
+}
+
+/// Opens a push that announces a 1,000-byte body and sends 10 bytes of it.
+async fn stalled_push(app: &TestApp, token: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(host(app)).await.unwrap();
+    let head = format!(
+        "POST /v1/sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         veldwerk-protocol: 1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"client\":"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+/// Reads what the server sends until it closes the connection (at most `limit`); `None` if it
+/// stays open that long.
+async fn until_closed(socket: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+db_test!(async fn stalled_push_bodies_hold_no_turn_and_one_participant_gets_a_fair_share(app) with |config| {
+    config.body_read_timeout_secs = 3;
+}; {
+    let (mut honest, cohort, _) = phone(&app, "Sanne").await;
+    let (greedy, _, _) = phone(&app, "Greedy").await;
+    let (other, _, _) = phone(&app, "Other").await;
+    // Four stalled pushes, as many as there are turns: two from each of two participants.
+    let mut stalled = Vec::new();
+    for token in [greedy.debug_token(), greedy.debug_token(), other.debug_token(), other.debug_token()] {
+        stalled.push(stalled_push(&app, token).await);
+    }
+    // A third at once from the same participant (once the first two are in) is refused at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = stalled_push(&app, greedy.debug_token()).await;
+    let refused = until_closed(&mut third, Duration::from_secs(10)).await.unwrap_or_default();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("\"code\":\"rate_limited\""), "{refused}");
+    // Meanwhile an honest participant's push goes through.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    honest.write(
+        "interviews",
+        uuid::Uuid::now_v7(),
+        Some(cohort),
+        json!({ "name_consent": false, "status": "draft", "notes": "buurtcoach", "place": "Wijkcentrum" }),
+    );
+    tokio::time::timeout(Duration::from_secs(2), honest.sync())
+        .await
+        .expect("a push goes through while others stall")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The stalled ones are answered 408 in the error shape once their time is up.
+    for mut socket in stalled {
+        let answer = until_closed(&mut socket, Duration::from_secs(15)).await.expect("the stall ends");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+    }
+});
+
+db_test!(async fn trickled_headers_are_cut_off(app) with |config| {
+    config.header_read_timeout_secs = 1;
+}; {
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    // A header every 300 ms, forever: the connection must still end.
+    let trickle = async {
+        for n in 0..100 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if socket.write_all(format!("X-Slow-{n}: y\r\n").as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(8), trickle).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "the server cut the trickle off");
+});
+
+db_test!(async fn idle_connections_are_closed(app) with |config| {
+    config.idle_timeout_secs = 1;
+}; {
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = socket.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    // Kept alive, then left alone: closed within a few seconds.
+    assert!(until_closed(&mut socket, Duration::from_secs(8)).await.is_some(), "an idle connection stays open");
+    // A silent connection that never sends a byte is closed too.
+    let mut silent = TcpStream::connect(host(&app)).await.unwrap();
+    assert!(until_closed(&mut silent, Duration::from_secs(8)).await.is_some());
+});
+
+db_test!(async fn a_device_holds_a_bounded_number_of_streams_and_the_newest_wins(app) with |config| {
+    config.max_streams_per_device = 2;
+}; {
+    let (device, _, _) = phone(&app, "Sanne").await;
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut stream = LiveStream::open(&app.client, &app.address, device.debug_token()).await;
+        stream.next_event("ready").await;
+        streams.push(stream);
+    }
+    // Ten more: each ends the oldest, so the device never holds more than two.
+    for _ in 0..10 {
+        let mut newest = LiveStream::open(&app.client, &app.address, device.debug_token()).await;
+        newest.next_event("ready").await;
+        let mut oldest = streams.remove(0);
+        let ended = oldest.until_closed().await;
+        assert!(ended.contains("event: replaced"), "{ended}");
+        streams.push(newest);
+    }
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("veldwerk_sync_open_streams 2"), "{metrics}");
+});
