@@ -128,7 +128,10 @@ async fn serve_connection<E>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // A client that closes its side once the request is sent (a phone cut off right after
+        // the last chunk) still has the request carried out; the idle timeout ends the rest.
+        .half_close(true);
     builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
