@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-BINARY="${VELDWERK_BINARY:-target/debug/veldwerk}"
+BINARY="${FUZZ_BINARY:-target/debug/veldwerk}"
 SECONDS_PER_ROLE="${FUZZ_SECONDS:-40}"
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -31,7 +31,7 @@ for _ in $(seq 1 60); do
   curl -fs "$BASE/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fs "$BASE/readyz" >/dev/null
+curl -fs "$BASE/readyz" >/dev/null || { echo "the server did not start:"; cat "$WORK/server.log"; exit 1; }
 
 login() {
   curl -fs -X POST "$BASE/v1/auth/login" -H 'content-type: application/json' \

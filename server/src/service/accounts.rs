@@ -165,11 +165,10 @@ impl Services {
             });
             if unused
                 && let Some(device) = store::find_active_device(&self.db, token.device_id).await?
+                && let Some(user) = store::find_user(&self.db, device.user_id).await?
             {
-                if let Some(user) = store::find_user(&self.db, device.user_id).await? {
-                    tracing::info!(device.id = %device.id, "refresh repeated within the grace interval");
-                    return self.session(user, device.id, successor);
-                }
+                tracing::info!(device.id = %device.id, "refresh repeated within the grace interval");
+                return self.session(user, device.id, successor);
             }
         }
         Err(self.revoke_for_reuse(token, now).await)

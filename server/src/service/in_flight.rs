@@ -48,18 +48,21 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Each device's open streams, oldest first: a ticket and the signal that ends the stream.
+type OpenStreams = Arc<Mutex<HashMap<Uuid, Vec<(u64, Arc<tokio::sync::Notify>)>>>>;
+
 /// The live streams each device holds. A device that opens one more than it may loses its oldest:
 /// on a phone the newest connection is the live one, and the oldest is likely a dead connection
 /// whose end the server has not noticed yet.
 #[derive(Default, Clone)]
 pub struct StreamSlots {
-    devices: Arc<Mutex<HashMap<Uuid, Vec<(u64, Arc<tokio::sync::Notify>)>>>>,
+    devices: OpenStreams,
     next_ticket: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One stream's place; dropping it frees the place, `replaced` fires when a newer stream took it.
 pub struct StreamSlot {
-    devices: Arc<Mutex<HashMap<Uuid, Vec<(u64, Arc<tokio::sync::Notify>)>>>>,
+    devices: OpenStreams,
     device: Uuid,
     ticket: u64,
     pub replaced: Arc<tokio::sync::Notify>,
