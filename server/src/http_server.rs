@@ -110,6 +110,7 @@ async fn serve_connection<E>(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        pending: Vec::new(),
     });
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let endpoint = endpoint.clone();
@@ -181,10 +182,43 @@ impl Activity {
     }
 }
 
-/// A socket that records its activity.
+/// A socket that records its activity, and gives hyper's own answers a body in the API's error
+/// shape.
 struct Watched<T> {
     inner: T,
     activity: Activity,
+    /// The rest of a rewritten answer still to be written.
+    pending: Vec<u8>,
+}
+
+/// hyper answers a request it cannot parse by itself, before any endpoint: status line,
+/// `connection: close`, `content-length: 0`. Our endpoints never answer an error without a body,
+/// so that combination is hyper's; it becomes the same answer with a JSON body.
+fn with_error_body(answer: &[u8]) -> Option<Vec<u8>> {
+    const BODYLESS: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";
+    let text = std::str::from_utf8(answer).ok()?;
+    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    let (code, message) = match status {
+        "400" => (
+            "bad_request",
+            "the request is not valid HTTP (a control character in a header, for instance)",
+        ),
+        "414" => ("uri_too_long", "the request's path and query are too long"),
+        "431" => ("headers_too_large", "the request's headers are too large"),
+        _ => return None,
+    };
+    if !answer.windows(BODYLESS.len()).any(|w| w == BODYLESS) || !text.ends_with("\r\n\r\n") {
+        return None;
+    }
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let head = text.trim_end_matches("\r\n").replace(
+        "content-length: 0",
+        &format!(
+            "content-length: {}\r\ncontent-type: application/json; charset=utf-8\r\nx-content-type-options: nosniff",
+            body.len()
+        ),
+    );
+    Some(format!("{head}\r\n\r\n{body}").into_bytes())
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -208,6 +242,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.pending.is_empty()
+            && let Some(rewritten) = with_error_body(buf)
+        {
+            self.pending = rewritten;
+        }
+        if !self.pending.is_empty() {
+            // The rewritten answer goes out whole before the original counts as written.
+            while !self.pending.is_empty() {
+                let this = &mut *self;
+                match Pin::new(&mut this.inner).poll_write(cx, &this.pending) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        this.pending.drain(..n);
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            self.activity.touch();
+            return Poll::Ready(Ok(buf.len()));
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -215,20 +270,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         polled
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        // hyper then writes whole answers through `poll_write`, where error answers are
+        // recognised.
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -237,5 +282,28 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_error_answers_get_a_json_body_and_ours_are_left_alone() {
+        let hyper = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 14:25:10 GMT\r\n\r\n";
+        let rewritten = String::from_utf8(with_error_body(hyper).unwrap()).unwrap();
+        let (head, body) = rewritten.split_once("\r\n\r\n").unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["code"], "uri_too_long");
+        assert!(
+            head.contains(&format!("content-length: {}", body.to_string().len())),
+            "{head}"
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n";
+        assert!(with_error_body(ours).is_none());
+        let ok = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(with_error_body(ok).is_none());
     }
 }

@@ -141,3 +141,25 @@ db_test!(async fn a_device_holds_a_bounded_number_of_streams_and_the_newest_wins
     let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("veldwerk_sync_open_streams 2"), "{metrics}");
 });
+
+db_test!(async fn requests_hyper_refuses_are_answered_in_the_error_shape(app) {
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(500_000));
+    let cases: [(&[u8], &str, &str); 4] = [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", "400", "bad_request"),
+        (b"NOT HTTP AT ALL\r\n\r\n", "400", "bad_request"),
+        (long_uri.as_bytes(), "414", "uri_too_long"),
+        (big_header.as_bytes(), "431", "headers_too_large"),
+    ];
+    for (request, status, code) in cases {
+        let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+        let _ = socket.write_all(request).await;
+        let answer = until_closed(&mut socket, Duration::from_secs(10)).await.expect("an answer, then close");
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.to_lowercase().contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{answer}"));
+        assert_eq!(body["code"], code, "{answer}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+});
