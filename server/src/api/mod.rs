@@ -171,14 +171,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .with_if(cors.is_some(), cors.unwrap_or_default())
         // A bug must cost one request a 500 in the one error shape, not the connection an empty
         // reply; its transaction, dropped unfinished, rolls back.
-        .with(CatchPanic::new().with_handler(|_| {
-            tracing::error!("a request handler panicked");
-            error::error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "an internal error occurred",
-            )
-        }))
+        .with(CatchPanic::new().with_handler(panic_answer))
         .around(log_request)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })
@@ -194,6 +187,16 @@ pub(crate) fn body_too_slow(limit: std::time::Duration) -> poem::Error {
             limit.as_secs()
         ),
     ))
+}
+
+/// The answer to a request whose handler panicked: a 500 in the one error shape.
+fn panic_answer(_: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("a request handler panicked");
+    error::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred",
+    )
 }
 
 /// The answer to text with a NUL character, wherever it is.
@@ -338,4 +341,30 @@ async fn metrics(services: poem::web::Data<&Services>, req: &poem::Request) -> R
 #[handler]
 fn healthz() -> impl IntoResponse {
     PoemJson(serde_json::json!({ "status": "ok" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{Endpoint, EndpointExt, Request, Route, get, handler, middleware::CatchPanic};
+
+    #[handler]
+    fn broken() -> &'static str {
+        panic!("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_panic_answers_500_in_the_error_shape() {
+        let app = Route::new()
+            .at("/", get(broken))
+            .with(CatchPanic::new().with_handler(super::panic_answer));
+        let response = app.get_response(Request::builder().finish()).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.content_type(),
+            Some("application/json; charset=utf-8")
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().into_vec().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "internal");
+    }
 }
