@@ -266,8 +266,9 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Attachments (photos, recordings, PDFs).
     pub attachments: AttachmentConfig,
-    /// Sync pushes applied at once; more wait, unread. Their transactions take turns anyway (one
-    /// writer on SQLite, the version row on PostgreSQL), so a few keep the database busy.
+    /// Sync pushes applied at once; more wait (read, not yet parsed). Their transactions take
+    /// turns anyway (one writer on SQLite, the version row on PostgreSQL), so a few keep the
+    /// database busy.
     pub sync_push_concurrency: usize,
     /// Web origins (`https://console.example.nl`) whose pages may call the API from a browser.
     /// None by default: the apps are native and the console is served by this binary.

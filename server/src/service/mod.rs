@@ -169,10 +169,9 @@ impl Services {
         &self.db
     }
 
-    /// The process's metrics.
     /// Waits for a turn to apply a push. Pushes are write transactions, applied one at a time on
-    /// SQLite and a few at a time on PostgreSQL; a thousand phones reconnecting at once wait here
-    /// with their requests unread instead of each holding its parsed batch in memory.
+    /// SQLite and a few at a time on PostgreSQL; the body is read before (within the body timeout),
+    /// so a client that stalls mid-body holds no turn, and waits here unparsed.
     pub async fn admit_push(&self) -> tokio::sync::OwnedSemaphorePermit {
         self.push_permits
             .clone()
@@ -198,6 +197,7 @@ impl Services {
             .open(device_id, self.config.max_streams_per_device)
     }
 
+    /// The process's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
     }

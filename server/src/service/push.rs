@@ -373,15 +373,7 @@ impl Services {
     ) -> Result<(Vec<ReminderRule>, bool)> {
         let cohort = self.managed_cohort(actor, cohort_id).await?;
         if let Some(rules) = &rules {
-            if rules.len() > 20 {
-                return Err(Error::invalid(
-                    "too_many_rules",
-                    "a cohort has at most 20 reminder rules",
-                ));
-            }
-            if rules.iter().any(|rule| rule.days_before > 60) {
-                return Err(Error::invalid("invalid_rule", "days_before is at most 60"));
-            }
+            validate_rules(rules)?;
         }
         let value = rules
             .map(|rules| serde_json::to_value(rules).map_err(anyhow::Error::from))
@@ -639,12 +631,12 @@ impl Services {
                 .iter()
                 .filter(|device| device.user_id == notification.user_id)
             {
-                let Some((title, body, data)) = context.render(notification, &device.locale) else {
-                    continue;
-                };
                 // Held back until the device's own moment; none when that is too late.
                 let Some(send_at) = context.send_at(notification, device, default_quiet, now)
                 else {
+                    continue;
+                };
+                let Some((title, body, data)) = context.render(notification, &device.locale) else {
                     continue;
                 };
                 deliveries.push(delivery::Model {
