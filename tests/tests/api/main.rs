@@ -6,6 +6,7 @@ mod announcements;
 mod attachments;
 mod cohorts;
 mod connections;
+mod database;
 mod errors;
 mod fixtures;
 mod hardening;
