@@ -15,6 +15,7 @@ mod m20261130_000005_create_attachments;
 mod m20261203_000006_key_mutations_by_user;
 mod m20261203_000007_add_announcement_quiet_hours;
 mod m20261203_000008_add_link_code_device;
+mod m20261203_000009_index_notifications_by_participant;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_key_mutations_by_user::Migration),
             Box::new(m20261203_000007_add_announcement_quiet_hours::Migration),
             Box::new(m20261203_000008_add_link_code_device::Migration),
+            Box::new(m20261203_000009_index_notifications_by_participant::Migration),
         ]
     }
 }

@@ -163,6 +163,11 @@ impl MockFcm {
         self.state.attempts.lock().unwrap().clone()
     }
 
+    /// How many send attempts arrived, without copying them.
+    pub fn attempt_count(&self) -> usize {
+        self.state.attempts.lock().unwrap().len()
+    }
+
     /// Send attempts to one device token.
     pub fn attempts_to(&self, device_token: &str) -> Vec<Value> {
         self.attempts()

@@ -18,6 +18,7 @@ pub use veldwerk_server;
 pub mod client;
 pub mod fcm_mock;
 pub mod loadgen;
+pub mod seed;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";

@@ -195,8 +195,9 @@ impl Outcome {
     }
 }
 
-/// Runs [`run_once`] every `interval` until `stop` turns true; a round in progress is finished
-/// first, so a shutdown does not cut a batch of sends in half.
+/// Runs [`run_once`] every `interval`, and at once when woken (an announcement published now),
+/// until `stop` turns true; a round in progress is finished first, so a shutdown does not cut a
+/// batch of sends in half.
 pub async fn run(
     services: Services,
     worker: String,
@@ -208,6 +209,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = services.push_worker_woken() => {}
             _ = stop.changed() => break,
         }
         if *stop.borrow() {

@@ -100,6 +100,7 @@ impl Services {
         txn.commit().await?;
         if !scheduled {
             self.notify_change(&[], &reached);
+            self.wake_push_worker();
         }
         Ok(AnnouncementView {
             announcement,

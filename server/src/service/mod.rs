@@ -95,6 +95,9 @@ pub struct Services {
     pushes_in_flight: in_flight::InFlight,
     /// Live streams open per device.
     streams_open: in_flight::StreamSlots,
+    /// Wakes this replica's push worker before its next tick, when there is something to send
+    /// now (an announcement published): the trainer's "now" should not wait for the interval.
+    push_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Whether this process should receive traffic, and why not.
@@ -158,6 +161,7 @@ impl Services {
             )),
             pushes_in_flight: in_flight::InFlight::default(),
             streams_open: in_flight::StreamSlots::default(),
+            push_wake: Arc::default(),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
@@ -195,6 +199,17 @@ impl Services {
     pub fn admit_stream(&self, device_id: uuid::Uuid) -> in_flight::StreamSlot {
         self.streams_open
             .open(device_id, self.config.max_streams_per_device)
+    }
+
+    /// Asks this replica's push worker for a round now rather than at its next tick. A wake
+    /// during a round is kept, and starts another round right after it.
+    pub fn wake_push_worker(&self) {
+        self.push_wake.notify_one();
+    }
+
+    /// Resolves when [`Services::wake_push_worker`] was called.
+    pub async fn push_worker_woken(&self) {
+        self.push_wake.notified().await;
     }
 
     /// The process's metrics.

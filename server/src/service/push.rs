@@ -538,7 +538,7 @@ impl Services {
             }
         }
 
-        let existing = store::cohort_notifications(&self.db, cohort_id, "reminder").await?;
+        let existing = store::cohort_notifications(&self.db, cohort_id, "reminder", only).await?;
         let txn = crate::store::begin_write(&self.db).await?;
         let mut cancelled = Vec::new();
         for old in existing
@@ -579,7 +579,7 @@ impl Services {
         cohort_id: Uuid,
     ) -> Result<Vec<PlannedReminder>> {
         self.managed_cohort(actor, cohort_id).await?;
-        let reminders = store::cohort_notifications(&self.db, cohort_id, "reminder").await?;
+        let reminders = store::cohort_notifications(&self.db, cohort_id, "reminder", None).await?;
         let users: HashSet<Uuid> = reminders.iter().map(|r| r.user_id).collect();
         let names: HashMap<Uuid, String> = crate::store::accounts::find_users(&self.db, users)
             .await?

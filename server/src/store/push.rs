@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{CaseStatement, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
 };
 use serde_json::Value;
@@ -144,15 +144,20 @@ pub async fn notifications_by_key(
     Ok(found)
 }
 
-/// A cohort's notifications of one kind, by due time.
+/// A cohort's notifications of one kind, by due time; only one participant's when `only` names
+/// them (read through the participant's index, so it does not grow with the cohort).
 pub async fn cohort_notifications(
     db: &impl ConnectionTrait,
     cohort_id: Uuid,
     kind: &str,
+    only: Option<Uuid>,
 ) -> Result<Vec<notification::Model>, DbErr> {
     notification::Entity::find()
         .filter(notification::Column::CohortId.eq(cohort_id))
         .filter(notification::Column::Kind.eq(kind))
+        .apply_if(only, |query, user_id| {
+            query.filter(notification::Column::UserId.eq(user_id))
+        })
         .order_by_asc(notification::Column::DueAt)
         .all(db)
         .await

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel};
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 use veldwerk_server::{
     Config,
@@ -22,10 +22,7 @@ use veldwerk_server::{
         announcements::NewAnnouncement,
         cohorts::{DayPlan, NewCohort},
     },
-    store::{
-        self,
-        entity::{cohort_member, device, push_device, user},
-    },
+    store,
 };
 use veldwerk_tests::fcm_mock::MockFcm;
 
@@ -151,73 +148,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
-    let now = Utc::now();
     let seeding = Instant::now();
-    for chunk_start in (0..options.devices).step_by(1_000) {
-        let count = (options.devices - chunk_start).min(1_000);
-        let ids: Vec<(Uuid, Uuid)> = (0..count)
-            .map(|_| (Uuid::now_v7(), Uuid::now_v7()))
-            .collect();
-        user::Entity::insert_many(ids.iter().map(|(user_id, _)| {
-            user::Model {
-                id: *user_id,
-                provider_id: provider.id,
-                organisation_id: Some(organisation.id),
-                role: "participant".into(),
-                email: None,
-                password_hash: None,
-                display_name: "Deelnemer".into(),
-                created_at: now,
-            }
-            .into_active_model()
-        }))
-        .exec_without_returning(&db)
-        .await?;
-        cohort_member::Entity::insert_many(ids.iter().map(|(user_id, _)| {
-            cohort_member::Model {
-                cohort_id: cohort.cohort.id,
-                user_id: *user_id,
-                role: "participant".into(),
-                created_at: now,
-            }
-            .into_active_model()
-        }))
-        .exec_without_returning(&db)
-        .await?;
-        device::Entity::insert_many(ids.iter().map(|(user_id, device_id)| {
-            device::Model {
-                id: *device_id,
-                user_id: *user_id,
-                name: "phone".into(),
-                created_at: now,
-                last_seen_at: now,
-                revoked_at: None,
-            }
-            .into_active_model()
-        }))
-        .exec_without_returning(&db)
-        .await?;
-        push_device::Entity::insert_many(ids.iter().map(|(user_id, device_id)| {
-            push_device::Model {
-                device_id: *device_id,
-                user_id: *user_id,
-                token: format!("bench-{}", device_id.simple()),
-                platform: "android".into(),
-                locale: "nl-NL".into(),
-                time_zone: "Europe/Amsterdam".into(),
-                app_version: "1.0.0".into(),
-                quiet_hours_start: "21:00".into(),
-                quiet_hours_end: "08:00".into(),
-                created_at: now,
-                last_seen_at: now,
-                deactivated_at: None,
-                deactivation_reason: None,
-            }
-            .into_active_model()
-        }))
-        .exec_without_returning(&db)
-        .await?;
-    }
+    veldwerk_tests::seed::participants_with_phones(
+        &db,
+        provider.id,
+        organisation.id,
+        cohort.cohort.id,
+        options.devices,
+        "bench",
+    )
+    .await?;
     eprintln!(
         "seeded {} devices in {:.1?}",
         options.devices,
@@ -225,6 +165,19 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
+    if std::env::var_os("FANOUT_TIMELINE").is_some() {
+        let fcm = fcm.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                eprintln!(
+                    "{:.2?}: FCM received {}",
+                    started.elapsed(),
+                    fcm.attempt_count()
+                );
+            }
+        });
+    }
     services
         .publish_announcement(
             &admin,
@@ -241,17 +194,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     let published = started.elapsed();
-    while services
-        .dispatch_due(Utc::now())
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?
-        > 0
-    {}
-    let dispatched = started.elapsed();
-    eprintln!(
-        "publish {published:.2?}, dispatch {:.2?}",
-        dispatched - published
-    );
+    eprintln!("publish {published:.2?}");
+    // The worker's rounds, as the server runs them (each dispatches and sends at once).
     let mut sent = 0;
     let mut rounds = 0;
     while sent < options.devices && rounds < 100 {
@@ -260,6 +204,12 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         sent += outcome.sent;
         rounds += 1;
+        eprintln!(
+            "round {rounds}: dispatched {}, sent {}, at {:.2?}",
+            outcome.dispatched,
+            outcome.sent,
+            started.elapsed()
+        );
     }
     let elapsed = started.elapsed();
     let received = fcm.attempts().len();

@@ -84,10 +84,11 @@ fn own_tcp_sockets_to(port: u16) -> Vec<(RawFd, u64)> {
                 .next()
                 .and_then(|hex| u16::from_str_radix(hex, 16).ok());
             // State 01 is ESTABLISHED.
-            if remote_port == Some(port) && fields.get(3) == Some(&"01") {
-                if let Some(inode) = fields.get(9).and_then(|i| i.parse::<u64>().ok()) {
-                    inodes.insert(inode);
-                }
+            if remote_port == Some(port)
+                && fields.get(3) == Some(&"01")
+                && let Some(inode) = fields.get(9).and_then(|i| i.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
             }
         }
     }

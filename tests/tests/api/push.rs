@@ -14,7 +14,10 @@ use veldwerk_tests::{
     fcm_test,
     veldwerk_server::{
         jobs::push::{run_once, run_once_at},
-        store::{entity::delivery, push as push_store},
+        store::{
+            entity::{cohort, delivery, organisation},
+            push as push_store,
+        },
     },
 };
 
@@ -153,6 +156,58 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
     for dead in ["tok-unregistered", "tok-mismatch", "tok-invalid"] {
         assert_eq!(fcm.attempts_to(dead).len(), 1, "{dead}");
     }
+});
+
+// A fan-out larger than a dispatch batch (2,000) and a claim (1,000) is sent whole in one round,
+// each device once: a round that stopped after its first batch of either would leave the rest
+// for the next tick, 5 s later (a sender that claimed while the dispatcher still worked, tried
+// for speed, sent nothing in that round on PostgreSQL).
+fcm_test!(async fn one_round_sends_a_fan_out_larger_than_every_batch_each_device_once(app, fcm) {
+    const PHONES: usize = 2_345;
+    let (_, cohort, trainer) = phone(&app, "Sanne").await;
+    let db = app.services.db();
+    let organisation_id = cohort::Entity::find_by_id(cohort).one(db).await.unwrap().unwrap().organisation_id;
+    let provider_id = organisation::Entity::find_by_id(organisation_id).one(db).await.unwrap().unwrap().provider_id;
+    veldwerk_tests::seed::participants_with_phones(db, provider_id, organisation_id, cohort, PHONES, "fan")
+        .await
+        .unwrap();
+
+    app.post(
+        &format!("/v1/cohorts/{cohort}/announcements"),
+        Some(&trainer.token),
+        json!({ "title": "Dag 3 verplaatst", "body": "Stadskantoor, 10:00.", "respect_quiet_hours": false }),
+    )
+    .await
+    .expect(201);
+    let outcome = run_once(&app.services, "worker-a").await.unwrap();
+    assert_eq!((outcome.dispatched, outcome.sent), (PHONES + 1, PHONES), "{outcome:?}");
+
+    let attempts = fcm.attempts();
+    assert_eq!(attempts.len(), PHONES);
+    let tokens: std::collections::HashSet<&str> = attempts.iter().map(|(token, _)| token.as_str()).collect();
+    assert_eq!(tokens.len(), PHONES, "every device once");
+    let again = run_once(&app.services, "worker-b").await.unwrap();
+    assert_eq!((again.dispatched, again.sent), (0, 0), "{again:?}");
+    assert_eq!(fcm.attempts().len(), PHONES);
+});
+
+// The worker runs every 5 s, but an announcement published now should not wait for the tick:
+// publishing wakes this replica's worker. With a tick of an hour (its first round runs at start),
+// only the wake can deliver it.
+fcm_test!(async fn publishing_now_wakes_the_push_worker(app, fcm) with |config| {
+    config.push.worker_enabled = true;
+    config.push.worker_interval_secs = 3_600;
+}; {
+    let (sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    register(&app, &sanne, "tok-sanne", "nl-NL", "Europe/Amsterdam").await;
+    // Let the worker's first round (at start) pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    announce(&app, &trainer, cohort, "Dag 2 begint later").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fcm.attempt_count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fcm.attempts_to("tok-sanne").len(), 1, "the announcement went out without waiting for the hourly tick");
 });
 
 veldwerk_tests::db_test!(async fn log_only_push_records_deliveries_as_logged_not_sent(app) {
