@@ -16,6 +16,7 @@ mod m20261203_000006_key_mutations_by_user;
 mod m20261203_000007_add_announcement_quiet_hours;
 mod m20261203_000008_add_link_code_device;
 mod m20261203_000009_index_notifications_by_participant;
+mod m20261203_000010_add_device_wipe;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_add_announcement_quiet_hours::Migration),
             Box::new(m20261203_000008_add_link_code_device::Migration),
             Box::new(m20261203_000009_index_notifications_by_participant::Migration),
+            Box::new(m20261203_000010_add_device_wipe::Migration),
         ]
     }
 }

@@ -57,6 +57,7 @@ pub async fn participants_with_phones(
                 created_at: now,
                 last_seen_at: now,
                 revoked_at: None,
+                wipe_requested_at: None,
             }
             .into_active_model()
         }))

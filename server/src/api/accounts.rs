@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi, param::Path, payload::Json, types::Example,
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
 };
 use uuid::Uuid;
 
@@ -305,14 +308,27 @@ impl AccountsApi {
 
     /// Revoke one of the caller's devices
     ///
-    /// E.g. a lost phone. Revoking an already revoked device succeeds.
+    /// Signs the device out: its tokens stop working and it gets no more push messages.
+    /// Revoking an already revoked device succeeds. With `wipe=true` (a lost or stolen phone) the
+    /// device is also told to delete everything it holds: from then on every request it makes
+    /// (pull, push, events, refresh, anything) answers 401 with code `device_wiped`, and an open
+    /// event stream ends with a `device_wiped` event. A device revoked earlier can still be
+    /// marked for wiping.
     #[oai(
         path = "/me/devices/:device_id",
         method = "delete",
         tag = "ApiTags::Me"
     )]
-    async fn revoke_device(&self, auth: BearerAuth, device_id: Path<Uuid>) -> Result<NoContent> {
-        self.services.revoke_device(&auth.0, device_id.0).await?;
+    async fn revoke_device(
+        &self,
+        auth: BearerAuth,
+        device_id: Path<Uuid>,
+        /// Also tell the device to delete its local copy and outbox.
+        wipe: Query<Option<bool>>,
+    ) -> Result<NoContent> {
+        self.services
+            .revoke_device(&auth.0, device_id.0, wipe.0.unwrap_or(false))
+            .await?;
         Ok(NoContent::Done)
     }
 

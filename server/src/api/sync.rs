@@ -295,6 +295,9 @@ fn poke_stream(
                 Ok(_) if open.services.is_draining() => {
                     return Some((Event::message("{}").event_type("reconnect"), None));
                 }
+                Ok(notice) if notice.wiped_devices.contains(&interest.device) => {
+                    return Some((Event::message("{}").event_type("device_wiped"), None));
+                }
                 Ok(notice) if notice.ended_devices.contains(&interest.device) => {
                     return Some((Event::message("{}").event_type("revoked"), None));
                 }

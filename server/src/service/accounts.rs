@@ -57,12 +57,26 @@ impl Services {
                 "the access token is invalid or has expired; refresh it",
             )
         })?;
-        store::find_active_device(&self.db, actor.device_id)
+        if store::find_active_device(&self.db, actor.device_id)
             .await?
-            .ok_or_else(|| {
-                Error::unauthenticated("session_revoked", "this device's session was revoked")
-            })?;
+            .is_none()
+        {
+            return Err(self.ended_session(actor.device_id).await);
+        }
         Ok(actor)
+    }
+
+    /// Why a device's session no longer works: `device_wiped` when it was reported lost (the app
+    /// deletes its local data), else `session_revoked`.
+    async fn ended_session(&self, device_id: Uuid) -> Error {
+        match store::find_device(&self.db, device_id).await {
+            Ok(Some(device)) if device.wipe_requested_at.is_some() => Error::unauthenticated(
+                "device_wiped",
+                "this device was reported lost: delete its local data and outbox, then sign in again",
+            ),
+            Ok(_) => Error::unauthenticated("session_revoked", "this device's session was revoked"),
+            Err(err) => err.into(),
+        }
     }
 
     /// Logs an admin or trainer in with email and password, as a new device.
@@ -117,11 +131,9 @@ impl Services {
         if token.expires_at <= now {
             return Err(invalid());
         }
-        let device = store::find_active_device(&self.db, token.device_id)
-            .await?
-            .ok_or_else(|| {
-                Error::unauthenticated("session_revoked", "this device's session was revoked")
-            })?;
+        let Some(device) = store::find_active_device(&self.db, token.device_id).await? else {
+            return Err(self.ended_session(token.device_id).await);
+        };
         let user = store::find_user(&self.db, device.user_id)
             .await?
             .ok_or_else(invalid)?;
@@ -178,7 +190,8 @@ impl Services {
         let revoked = async {
             let device = store::find_device(&self.db, token.device_id).await?;
             if let Some(device) = device {
-                self.end_session(device.user_id, device.id, now).await?;
+                self.end_session(device.user_id, device.id, now, false)
+                    .await?;
             }
             Ok::<_, Error>(())
         }
@@ -337,26 +350,30 @@ impl Services {
 
     /// Ends the caller's session on this device.
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
-        self.end_session(actor.user_id, actor.device_id, Utc::now())
+        self.end_session(actor.user_id, actor.device_id, Utc::now(), false)
             .await?;
         Ok(())
     }
 
     /// Revokes a device's session: its tokens stop working, it gets no more push messages, and
-    /// its live streams close. False when it was not a live device of this user.
+    /// its live streams close (told to wipe when `wiped`). False when it was not a live device
+    /// of this user.
     async fn end_session(
         &self,
         user_id: Uuid,
         device_id: Uuid,
         now: DateTime<Utc>,
+        wiped: bool,
     ) -> Result<bool> {
         if !store::revoke_device(&self.db, user_id, device_id, now).await? {
             return Ok(false);
         }
         push_store::delete_push_device(&self.db, device_id).await?;
         store::expire_link_codes_of_device(&self.db, device_id, now).await?;
+        // One notice for both, so a stream never reads "revoked" before "wipe".
         self.publish_notice(super::sync::ChangeNotice {
             ended_devices: vec![device_id],
+            wiped_devices: if wiped { vec![device_id] } else { Vec::new() },
             ..Default::default()
         });
         Ok(true)
@@ -375,11 +392,20 @@ impl Services {
     }
 
     /// Revokes one of the caller's own devices.
-    pub async fn revoke_device(&self, actor: &Actor, device_id: Uuid) -> Result<()> {
-        if self
-            .end_session(actor.user_id, device_id, Utc::now())
-            .await?
-        {
+    ///
+    /// With `wipe` (a lost phone), the device is also told to delete what it holds: its next
+    /// request to any endpoint answers 401 `device_wiped`, and its live streams end with a
+    /// `device_wiped` event. A device revoked before can still be marked for wiping.
+    pub async fn revoke_device(&self, actor: &Actor, device_id: Uuid, wipe: bool) -> Result<()> {
+        let now = Utc::now();
+        let wiped = wipe && store::request_wipe(&self.db, actor.user_id, device_id, now).await?;
+        if wiped {
+            tracing::info!(device.id = %device_id, "device reported lost: wipe requested");
+        }
+        let ended = self
+            .end_session(actor.user_id, device_id, now, wiped)
+            .await?;
+        if ended || wiped {
             return Ok(());
         }
         // Already revoked is fine (idempotent); another user's device is not found.
@@ -464,6 +490,7 @@ impl Services {
             created_at: now,
             last_seen_at: now,
             revoked_at: None,
+            wipe_requested_at: None,
         };
         store::insert_device(txn, device.clone()).await?;
         let refresh_token = self.issue_refresh_token(txn, device.id, None, now).await?;

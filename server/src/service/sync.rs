@@ -46,6 +46,9 @@ pub struct ChangeNotice {
     /// Devices whose session ended (logout, revocation): their streams say so and close.
     #[serde(default)]
     pub ended_devices: Vec<Uuid>,
+    /// Devices reported lost: their streams tell them to wipe, and close.
+    #[serde(default)]
+    pub wiped_devices: Vec<Uuid>,
 }
 
 /// The PostgreSQL channel that carries change notices between replicas.

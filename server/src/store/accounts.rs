@@ -78,6 +78,23 @@ pub async fn list_devices(
         .await
 }
 
+/// Marks one of a user's devices to be wiped (it was reported lost). False when it is not theirs.
+pub async fn request_wipe(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    device_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let result = device::Entity::update_many()
+        .col_expr(device::Column::WipeRequestedAt, Expr::value(now))
+        .filter(device::Column::Id.eq(device_id))
+        .filter(device::Column::UserId.eq(user_id))
+        .filter(device::Column::WipeRequestedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
 /// Revokes one of a user's devices; returns whether an active device was revoked.
 pub async fn revoke_device(
     db: &impl ConnectionTrait,

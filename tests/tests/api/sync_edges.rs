@@ -7,7 +7,7 @@ use uuid::Uuid;
 use veldwerk_tests::{TestApp, client::Device, db_test};
 
 use crate::{
-    fixtures::{demo_admin, new_trainer},
+    fixtures::{demo_admin, demo_cohort, demo_trainer, invite_code, new_trainer},
     sync::{phone, tablet},
 };
 
@@ -264,6 +264,21 @@ async fn raw_push(app: &TestApp, token: &str, body: &serde_json::Value) -> veldw
     veldwerk_tests::Reply::from(response).await
 }
 
+/// A GET to a sync endpoint as the app sends it (protocol and app version headers).
+async fn sync_get(app: &TestApp, token: &str, path: &str) -> veldwerk_tests::Reply {
+    use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    let response = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+        .header(APP_VERSION_HEADER, "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    veldwerk_tests::Reply::from(response).await
+}
+
 db_test!(async fn one_bad_value_is_rejected_alone_and_the_rest_of_the_batch_applies(app) {
     let (mut phone, cohort, _) = phone(&app, "Sanne").await;
     let token = phone.debug_token().to_owned();
@@ -346,6 +361,50 @@ db_test!(async fn a_revoked_or_logged_out_device_loses_its_live_stream(app) {
     app.post("/v1/auth/logout", Some(&token), json!({})).await.expect(204);
     let last = phone_stream.until_closed().await;
     assert!(last.contains("event: revoked"), "{last:?}");
+});
+
+// Remote wipe (PROTOCOL.md): a phone reported lost from another device answers `device_wiped` on
+// its next contact with any endpoint, its open stream says so, and nothing else changes: the
+// reporting device works on, a plain revocation still says `session_revoked`, and nobody can
+// wipe another person's device.
+db_test!(async fn a_phone_reported_lost_is_told_to_wipe_on_every_endpoint(app) {
+    let trainer = demo_trainer(&app).await;
+    let cohort = demo_cohort(&app, &trainer).await;
+    let session = app.enrol(&invite_code(&app, &trainer, &cohort).await, "Sanne").await;
+    let refresh_token = session["refresh_token"].as_str().unwrap().to_owned();
+    let mut phone = Device::new(&app.address, &session);
+    let token = phone.debug_token().to_owned();
+    phone.write("interviews", Uuid::now_v7(), Some(Uuid::parse_str(&cohort).unwrap()), json!({ "name_consent": false, "status": "draft" }));
+    phone.sync().await.unwrap();
+    let old_tablet = tablet(&app, &phone, &token).await;
+    let tablet = tablet(&app, &phone, &token).await;
+    let mut stream = veldwerk_tests::LiveStream::open(&app.client, &app.address, &token).await;
+    stream.next_event("ready").await;
+
+    // A plain revocation is not a wipe.
+    app.delete(&format!("/v1/me/devices/{}", old_tablet.device_id), tablet.debug_token()).await.expect(204);
+    app.get("/v1/me", old_tablet.debug_token()).await.expect_error(401, "session_revoked");
+    // Nobody wipes another person's device.
+    app.delete(&format!("/v1/me/devices/{}?wipe=true", tablet.device_id), &trainer.token).await.expect(404);
+    app.get("/v1/me", tablet.debug_token()).await.expect(200);
+
+    // The tablet reports the phone lost.
+    app.delete(&format!("/v1/me/devices/{}?wipe=true", phone.device_id), tablet.debug_token()).await.expect(204);
+    let last = stream.until_closed().await;
+    assert!(last.contains("event: device_wiped"), "{last:?}");
+    for path in ["/v1/sync/pull", "/v1/sync/events"] {
+        sync_get(&app, &token, path).await.expect_error(401, "device_wiped");
+    }
+    raw_push(&app, &token, &json!({ "mutations": [] })).await.expect_error(401, "device_wiped");
+    app.get("/v1/me", &token).await.expect_error(401, "device_wiped");
+    app.post("/v1/auth/refresh", None, json!({ "refresh_token": refresh_token })).await.expect_error(401, "device_wiped");
+    // The tablet works on and still holds the interview.
+    let mut tablet = tablet;
+    tablet.pull().await.unwrap();
+    assert_eq!(tablet.ids("interviews").len(), 1);
+    // A device revoked before can still be told to wipe.
+    app.delete(&format!("/v1/me/devices/{}?wipe=true", old_tablet.device_id), tablet.debug_token()).await.expect(204);
+    app.get("/v1/me", old_tablet.debug_token()).await.expect_error(401, "device_wiped");
 });
 
 db_test!(async fn a_participant_removed_from_a_cohort_stops_receiving_shared_feedback(app) {
