@@ -141,7 +141,9 @@ storage_test!(async fn a_finish_whose_connection_is_reset_completes_and_a_repeat
     let (status, _, body) = download(&app, &token, id, None).await;
     assert_eq!(status, 200);
     assert!(body == bytes, "the file arrived intact");
-    assert_eq!(object_keys(&app).await, [format!("blobs/{}", id.simple())]);
+    // No part outlives the finished upload, once storage settles (as in the test above): in one
+    // CI run on S3 the last chunk's part was still listed right after the repeat's answer.
+    storage_settles_to(&app, &[format!("blobs/{}", id.simple())]).await;
 });
 
 storage_test!(async fn a_body_shorter_than_it_said_keeps_what_arrived(app) {
