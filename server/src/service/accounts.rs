@@ -57,25 +57,23 @@ impl Services {
                 "the access token is invalid or has expired; refresh it",
             )
         })?;
-        if store::find_active_device(&self.db, actor.device_id)
-            .await?
-            .is_none()
-        {
-            return Err(self.ended_session(actor.device_id).await);
-        }
+        self.live_device(actor.device_id).await?;
         Ok(actor)
     }
 
-    /// Why a device's session no longer works: `device_wiped` when it was reported lost (the app
-    /// deletes its local data), else `session_revoked`.
-    async fn ended_session(&self, device_id: Uuid) -> Error {
-        match store::find_device(&self.db, device_id).await {
-            Ok(Some(device)) if device.wipe_requested_at.is_some() => Error::unauthenticated(
+    /// The device, if its session still works. Otherwise why not, in one read: `device_wiped`
+    /// when it was reported lost (the app deletes its local data), else `session_revoked`.
+    async fn live_device(&self, device_id: Uuid) -> Result<device::Model> {
+        match store::find_device(&self.db, device_id).await? {
+            Some(device) if device.revoked_at.is_none() => Ok(device),
+            Some(device) if device.wipe_requested_at.is_some() => Err(Error::unauthenticated(
                 "device_wiped",
                 "this device was reported lost: delete its local data and outbox, then sign in again",
-            ),
-            Ok(_) => Error::unauthenticated("session_revoked", "this device's session was revoked"),
-            Err(err) => err.into(),
+            )),
+            _ => Err(Error::unauthenticated(
+                "session_revoked",
+                "this device's session was revoked",
+            )),
         }
     }
 
@@ -131,9 +129,7 @@ impl Services {
         if token.expires_at <= now {
             return Err(invalid());
         }
-        let Some(device) = store::find_active_device(&self.db, token.device_id).await? else {
-            return Err(self.ended_session(token.device_id).await);
-        };
+        let device = self.live_device(token.device_id).await?;
         let user = store::find_user(&self.db, device.user_id)
             .await?
             .ok_or_else(invalid)?;
