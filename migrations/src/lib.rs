@@ -17,6 +17,9 @@ mod m20261203_000007_add_announcement_quiet_hours;
 mod m20261203_000008_add_link_code_device;
 mod m20261203_000009_index_notifications_by_participant;
 mod m20261203_000010_add_device_wipe;
+mod m20261203_000011_add_user_erasure;
+mod m20261203_000012_create_audit_log;
+mod m20261203_000013_add_retention;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -35,6 +38,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_add_link_code_device::Migration),
             Box::new(m20261203_000009_index_notifications_by_participant::Migration),
             Box::new(m20261203_000010_add_device_wipe::Migration),
+            Box::new(m20261203_000011_add_user_erasure::Migration),
+            Box::new(m20261203_000012_create_audit_log::Migration),
+            Box::new(m20261203_000013_add_retention::Migration),
         ]
     }
 }

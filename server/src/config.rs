@@ -220,6 +220,32 @@ impl AttachmentConfig {
     }
 }
 
+/// The data's life: how long participant data and the audit log are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Months a cohort's participant data is kept after its Day 6, unless its organisation sets
+    /// its own period.
+    pub retention_months: u32,
+    /// Days before the purge that the cohort's trainers are told (push, and the audit log).
+    pub retention_warning_days: u32,
+    /// Days an audit entry is kept.
+    pub audit_retention_days: u32,
+    /// Seconds between runs of the retention job.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            retention_months: 12,
+            retention_warning_days: 14,
+            audit_retention_days: 730,
+            retention_interval_secs: 3_600,
+        }
+    }
+}
+
 /// The whole configuration of one server process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -288,6 +314,8 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Live sync streams one device may hold open at once.
     pub max_streams_per_device: usize,
+    /// Retention of participant data and of the audit log.
+    pub privacy: PrivacyConfig,
 }
 
 impl Default for Config {
@@ -321,6 +349,7 @@ impl Default for Config {
             body_read_timeout_secs: 60,
             idle_timeout_secs: 75,
             max_streams_per_device: 4,
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -490,6 +519,14 @@ impl Config {
                     self.attachments.s3_secret_access_key = Some(Secret::new(value.clone()))
                 }
                 "S3_ALLOW_HTTP" => self.attachments.s3_allow_http = parse(name, value)?,
+                "RETENTION_MONTHS" => self.privacy.retention_months = parse(name, value)?,
+                "RETENTION_WARNING_DAYS" => {
+                    self.privacy.retention_warning_days = parse(name, value)?
+                }
+                "AUDIT_RETENTION_DAYS" => self.privacy.audit_retention_days = parse(name, value)?,
+                "RETENTION_INTERVAL_SECS" => {
+                    self.privacy.retention_interval_secs = parse(name, value)?
+                }
                 "SYNC_PUSH_CONCURRENCY" => self.sync_push_concurrency = parse(name, value)?,
                 // A typo in a variable name should not silently fall back to a default.
                 _ => bail!("unknown configuration variable {name}"),

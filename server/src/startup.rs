@@ -86,6 +86,16 @@ impl Application {
             Duration::from_secs(attachments.gc_interval_secs.max(1)),
             Duration::from_secs(attachments.gc_grace_secs),
         ));
+        let retention_job = tokio::spawn(jobs::retention::run(
+            self.services.clone(),
+            Duration::from_secs(
+                self.services
+                    .config()
+                    .privacy
+                    .retention_interval_secs
+                    .max(1),
+            ),
+        ));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let push_worker = self.services.config().push.worker_enabled.then(|| {
             let worker = format!("worker-{}", uuid::Uuid::now_v7().simple());
@@ -125,6 +135,7 @@ impl Application {
         .context("The HTTP server failed");
         purger.abort();
         collector.abort();
+        retention_job.abort();
         relay.abort();
         if let Some(push_worker) = push_worker {
             // Let the round in hand finish its sends and record them, within the grace period.

@@ -660,6 +660,76 @@ fn replace_database(url: &str, database: &str) -> String {
     }
 }
 
+/// Every `table.column` of the database at `database_url` with a value whose text contains
+/// `needle`, in every table the migrations made: how a test proves that nothing of a person is
+/// left anywhere, without listing (and forgetting) tables.
+pub async fn columns_containing(database_url: &str, needle: &str) -> Vec<String> {
+    use sea_orm::{DbBackend, Statement};
+    let db = Database::connect(database_url)
+        .await
+        .expect("the test database accepts connections");
+    let backend = db.get_database_backend();
+    let columns: Vec<(String, String)> = match backend {
+        DbBackend::Sqlite => {
+            let tables = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                ))
+                .await
+                .expect("tables can be listed");
+            let mut columns = Vec::new();
+            for table in tables {
+                let table: String = table.try_get("", "name").unwrap();
+                let info = db
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        format!("PRAGMA table_info(\"{table}\")"),
+                    ))
+                    .await
+                    .expect("columns can be listed");
+                for column in info {
+                    columns.push((table.clone(), column.try_get("", "name").unwrap()));
+                }
+            }
+            columns
+        }
+        _ => db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
+                 WHERE table_schema = 'public'",
+            ))
+            .await
+            .expect("columns can be listed")
+            .into_iter()
+            .map(|row| (row.try_get("", "t").unwrap(), row.try_get("", "c").unwrap()))
+            .collect(),
+    };
+    assert!(
+        columns.len() > 50,
+        "the database has its tables: {columns:?}"
+    );
+    let mut hits = Vec::new();
+    for (table, column) in columns {
+        let sql = format!(
+            "SELECT COUNT(*) AS hits FROM \"{table}\" WHERE CAST(\"{column}\" AS TEXT) LIKE '%{}%'",
+            needle.replace('\'', "''")
+        );
+        let row = db
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+            .expect("a column can be searched")
+            .expect("a count");
+        let count: i64 = row.try_get("", "hits").unwrap();
+        if count > 0 {
+            hits.push(format!("{table}.{column}"));
+        }
+    }
+    db.close().await.ok();
+    hits
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

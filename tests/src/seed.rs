@@ -33,6 +33,7 @@ pub async fn participants_with_phones(
                 password_hash: None,
                 display_name: "Deelnemer".into(),
                 created_at: now,
+                erased_at: None,
             }
             .into_active_model()
         }))

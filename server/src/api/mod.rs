@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cohorts;
 pub mod edge;
 pub mod error;
+pub mod privacy;
 pub mod push;
 pub mod sync;
 
@@ -44,6 +45,8 @@ pub enum ApiTags {
     Announcements,
     /// Push registration, reminder rules and plans.
     Push,
+    /// Export, erasure, retention and the audit log (AVG/GDPR).
+    Privacy,
 }
 
 /// An empty success.
@@ -60,6 +63,7 @@ type Apis = (
     cohorts::CohortsApi,
     announcements::AnnouncementsApi,
     push::PushApi,
+    privacy::PrivacyApi,
 );
 
 /// The OpenAPI service with every operation; also used to print the spec.
@@ -77,7 +81,10 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         announcements::AnnouncementsApi {
             services: services.clone(),
         },
-        push::PushApi { services },
+        push::PushApi {
+            services: services.clone(),
+        },
+        privacy::PrivacyApi { services },
     );
     OpenApiService::new(apis, "Veldwerk API", env!("CARGO_PKG_VERSION"))
         .description(

@@ -3,4 +3,5 @@
 
 pub mod attachments;
 pub mod push;
+pub mod retention;
 pub mod tombstones;

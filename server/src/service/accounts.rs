@@ -12,7 +12,9 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::{
-    Actor, Error, Result, Role, Services, password,
+    Actor, Error, Result, Role, Services,
+    audit::{self, AuditAction, AuditEvent},
+    password,
     tokens::{self, hash_token, normalise_code, random_code},
 };
 use crate::store::{
@@ -64,17 +66,7 @@ impl Services {
     /// The device, if its session still works. Otherwise why not, in one read: `device_wiped`
     /// when it was reported lost (the app deletes its local data), else `session_revoked`.
     async fn live_device(&self, device_id: Uuid) -> Result<device::Model> {
-        match store::find_device(&self.db, device_id).await? {
-            Some(device) if device.revoked_at.is_none() => Ok(device),
-            Some(device) if device.wipe_requested_at.is_some() => Err(Error::unauthenticated(
-                "device_wiped",
-                "this device was reported lost: delete its local data and outbox, then sign in again",
-            )),
-            _ => Err(Error::unauthenticated(
-                "session_revoked",
-                "this device's session was revoked",
-            )),
-        }
+        live_device_on(&self.db, device_id).await
     }
 
     /// Logs an admin or trainer in with email and password, as a new device.
@@ -188,6 +180,17 @@ impl Services {
             if let Some(device) = device {
                 self.end_session(device.user_id, device.id, now, false)
                     .await?;
+                if let Some(user) = store::find_user(&self.db, device.user_id).await? {
+                    audit::record(
+                        &self.db,
+                        user.provider_id,
+                        None,
+                        AuditEvent::new(AuditAction::RefreshTokenReused)
+                            .subject(user.id)
+                            .details(serde_json::json!({ "device_id": device.id })),
+                    )
+                    .await?;
+                }
             }
             Ok::<_, Error>(())
         }
@@ -255,6 +258,7 @@ impl Services {
             password_hash: None,
             display_name,
             created_at: now,
+            erased_at: None,
         };
         let txn = crate::store::begin_write(&self.db).await?;
         store::insert_user(&txn, participant.clone()).await?;
@@ -393,19 +397,39 @@ impl Services {
     /// request to any endpoint answers 401 `device_wiped`, and its live streams end with a
     /// `device_wiped` event. A device revoked before can still be marked for wiping.
     pub async fn revoke_device(&self, actor: &Actor, device_id: Uuid, wipe: bool) -> Result<()> {
+        self.revoke_device_of(actor, actor.user_id, device_id, wipe)
+            .await
+    }
+
+    /// Revokes a device of `user_id` (the caller's own, or a participant's for an admin: the
+    /// caller decides who may), logged in the audit log as done by `actor`.
+    pub(crate) async fn revoke_device_of(
+        &self,
+        actor: &Actor,
+        user_id: Uuid,
+        device_id: Uuid,
+        wipe: bool,
+    ) -> Result<()> {
         let now = Utc::now();
-        let wiped = wipe && store::request_wipe(&self.db, actor.user_id, device_id, now).await?;
+        let wiped = wipe && store::request_wipe(&self.db, user_id, device_id, now).await?;
         if wiped {
             tracing::info!(device.id = %device_id, "device reported lost: wipe requested");
         }
-        let ended = self
-            .end_session(actor.user_id, device_id, now, wiped)
-            .await?;
+        let ended = self.end_session(user_id, device_id, now, wiped).await?;
         if ended || wiped {
+            audit::record(
+                &self.db,
+                actor.provider_id,
+                Some(actor),
+                AuditEvent::new(AuditAction::DeviceRevoked)
+                    .subject(user_id)
+                    .details(serde_json::json!({ "device_id": device_id, "wipe": wiped })),
+            )
+            .await?;
             return Ok(());
         }
         // Already revoked is fine (idempotent); another user's device is not found.
-        let own = store::list_devices(&self.db, actor.user_id)
+        let own = store::list_devices(&self.db, user_id)
             .await?
             .iter()
             .any(|device| device.id == device_id);
@@ -426,6 +450,15 @@ impl Services {
             ));
         }
         let user = self.insert_staff(actor.provider_id, new).await?;
+        audit::record(
+            &self.db,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::StaffCreated)
+                .subject(user.id)
+                .details(serde_json::json!({ "role": user.role })),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -459,6 +492,7 @@ impl Services {
             password_hash: Some(password::hash(&new.password)?),
             display_name: required_text("display_name", &new.display_name)?,
             created_at: Utc::now(),
+            erased_at: None,
         };
         store::insert_user(&self.db, user.clone()).await?;
         Ok(user)
@@ -564,4 +598,24 @@ pub fn required_text(field: &'static str, value: &str) -> Result<String> {
         });
     }
     Ok(value.to_owned())
+}
+
+/// [`Services::live_device`] on a given connection: inside a write transaction it sees a
+/// revocation or erasure that committed before the transaction's turn, so a push that was
+/// authenticated just before an erasure cannot write after it.
+pub(crate) async fn live_device_on(
+    db: &impl sea_orm::ConnectionTrait,
+    device_id: Uuid,
+) -> Result<device::Model> {
+    match store::find_device(db, device_id).await? {
+        Some(device) if device.revoked_at.is_none() => Ok(device),
+        Some(device) if device.wipe_requested_at.is_some() => Err(Error::unauthenticated(
+            "device_wiped",
+            "this device was reported lost: delete its local data and outbox, then sign in again",
+        )),
+        _ => Err(Error::unauthenticated(
+            "session_revoked",
+            "this device's session was revoked",
+        )),
+    }
 }

@@ -80,6 +80,7 @@ impl Services {
             provider_id: actor.provider_id,
             name: required_text("name", name)?,
             created_at: Utc::now(),
+            retention_months: None,
         };
         store::insert_organisation(&self.db, organisation.clone()).await?;
         Ok(organisation)

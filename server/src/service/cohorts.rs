@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{
     Actor, Error, Result, Role, Services,
     accounts::required_text,
+    audit::{self, AuditAction, AuditEvent},
     schedule::{DEFAULT_TIME_ZONE, local_to_utc, parse_time_zone},
     tokens::random_code,
 };
@@ -163,6 +164,8 @@ impl Services {
                 time_zone,
                 created_at: now,
                 version: 0,
+                retention_warned_at: None,
+                purged_at: None,
             },
             days,
             assignments,
@@ -173,6 +176,13 @@ impl Services {
         // Devices receive the cohort, its days and assignments read-only through sync.
         let version = sync::next_version(&txn).await?;
         sync::stamp_cohort(&txn, cohort_id, version).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::CohortCreated).cohort(cohort_id),
+        )
+        .await?;
         txn.commit().await?;
         self.notify_change(&[cohort_id], &trainers);
         self.plan_reminders(cohort_id).await?;
@@ -248,6 +258,13 @@ impl Services {
         store::update_schedule(&txn, id, &current.cohort.time_zone, &current.days).await?;
         let version = sync::next_version(&txn).await?;
         sync::stamp_cohort(&txn, id, version).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::ScheduleChanged).cohort(id),
+        )
+        .await?;
         txn.commit().await?;
         self.notify_change(&[id], &[]);
         // Reminders follow the schedule.
@@ -307,6 +324,16 @@ impl Services {
         // next pull bring them.
         let version = sync::next_version(&txn).await?;
         sync::insert_grant(&txn, trainer_id, id, version).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::MemberAdded)
+                .subject(trainer_id)
+                .cohort(id)
+                .details(serde_json::json!({ "role": "trainer" })),
+        )
+        .await?;
         txn.commit().await?;
         self.notify_change(&[], &[trainer_id]);
         Ok(())
@@ -346,6 +373,16 @@ impl Services {
         store::delete_member(&txn, id, user_id).await?;
         let version = sync::next_version(&txn).await?;
         sync::insert_evictions(&txn, user_id, &gone, version).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::MemberRemoved)
+                .subject(user_id)
+                .cohort(id)
+                .details(serde_json::json!({ "role": membership.role })),
+        )
+        .await?;
         txn.commit().await?;
         self.notify_change(&[], &[user_id]);
         // Their reminders are no longer planned.

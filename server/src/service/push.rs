@@ -12,6 +12,7 @@ use veldwerk_sync_protocol::schema::{ASSIGNMENT_WORK, assignment_record_id};
 
 use super::{
     Actor, Error, Result, Role, Services,
+    audit::{self, AuditAction, AuditEvent},
     schedule::{local_to_utc, parse_time_zone},
 };
 use crate::store::{
@@ -378,7 +379,16 @@ impl Services {
         let value = rules
             .map(|rules| serde_json::to_value(rules).map_err(anyhow::Error::from))
             .transpose()?;
-        store::set_reminder_rules(&self.db, "cohorts", cohort_id, value).await?;
+        let txn = crate::store::begin_write(&self.db).await?;
+        store::set_reminder_rules(&txn, "cohorts", cohort_id, value).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::ReminderRulesChanged).cohort(cohort_id),
+        )
+        .await?;
+        txn.commit().await?;
         self.plan_reminders(cohort_id).await?;
         self.rules_for(&cohort).await
     }
@@ -404,7 +414,17 @@ impl Services {
         self.get_programme(actor, programme_id).await?;
         validate_rules(&rules)?;
         let value = serde_json::to_value(&rules).map_err(anyhow::Error::from)?;
-        store::set_reminder_rules(&self.db, "programmes", programme_id, Some(value)).await?;
+        let txn = crate::store::begin_write(&self.db).await?;
+        store::set_reminder_rules(&txn, "programmes", programme_id, Some(value)).await?;
+        audit::record(
+            &txn,
+            actor.provider_id,
+            Some(actor),
+            AuditEvent::new(AuditAction::ReminderRulesChanged)
+                .details(serde_json::json!({ "programme_id": programme_id })),
+        )
+        .await?;
+        txn.commit().await?;
         for cohort in cohort_store::cohorts_of_programme(&self.db, programme_id).await? {
             self.plan_reminders(cohort.id).await?;
         }
@@ -816,6 +836,9 @@ impl DispatchContext {
             .copied()
             .unwrap_or(chrono_tz::UTC);
         let clock = DeviceClock::of(device, zone, default_quiet);
+        if notification.kind == super::privacy::retention::RETENTION_WARNING {
+            return Some(clock.outside_quiet_hours(now));
+        }
         if let Some(announcement_id) = notification.announcement_id {
             let respect = self
                 .announcements
@@ -857,6 +880,20 @@ impl DispatchContext {
             ("kind".to_owned(), notification.kind.clone()),
             ("cohort_id".to_owned(), notification.cohort_id.to_string()),
         ]);
+        if notification.kind == super::privacy::retention::RETENTION_WARNING {
+            let (title, body) = if english {
+                (
+                    "Retention period ends soon",
+                    "The participants' data of this cohort will be deleted soon. Export what must be kept.",
+                )
+            } else {
+                (
+                    "Bewaartermijn loopt af",
+                    "De gegevens van de deelnemers van deze groep worden binnenkort verwijderd. Exporteer wat bewaard moet blijven.",
+                )
+            };
+            return Some((title.to_owned(), body.to_owned(), data));
+        }
         if let Some(announcement_id) = notification.announcement_id {
             let announcement = self.announcements.get(&announcement_id)?;
             data.insert("announcement_id".into(), announcement_id.to_string());

@@ -199,6 +199,9 @@ impl Services {
 
         let txn = crate::store::begin_write(&self.db).await?;
         let version = store::next_version(&txn).await?;
+        // Writes take turns on the version; an erasure (or revocation) that took its turn
+        // before this push must win, or the push would write the erased person's data back.
+        super::accounts::live_device_on(&txn, actor.device_id).await?;
         let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.id).collect();
         let known = store::find_mutation_results(&txn, actor.user_id, &ids).await?;
 
@@ -400,6 +403,21 @@ impl Services {
             },
             Role::Trainer | Role::Admin => Audience::Cohorts(staff_cohorts.clone()),
         };
+        if after == 0 && actor.role != Role::Participant {
+            // A staff device starting from scratch is about to hold these cohorts' participant
+            // records: the audit log says so, once per start (not per page).
+            for cohort in &staff_cohorts {
+                super::audit::record(
+                    &self.db,
+                    actor.provider_id,
+                    Some(actor),
+                    super::audit::AuditEvent::new(super::audit::AuditAction::CohortRecordsSynced)
+                        .cohort(*cohort)
+                        .details(json!({ "device_id": actor.device_id })),
+                )
+                .await?;
+            }
+        }
         let scope = PullScope {
             actor,
             audience,
@@ -593,7 +611,7 @@ impl Services {
         Ok(purged)
     }
 
-    fn server_clock(&self, observed: Option<&Hlc>, now_ms: u64) -> Hlc {
+    pub(crate) fn server_clock(&self, observed: Option<&Hlc>, now_ms: u64) -> Hlc {
         let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(observed) = observed {
             clock.observe(observed);
@@ -1065,7 +1083,7 @@ async fn delete_attachments_of_deleted(
 
 /// Reduces a deleted record's state to its tombstone: the deletion and what decides who learns of
 /// it (see `FieldSpec::kept_in_tombstone`); nothing personal stays for the tombstone's 90 days.
-fn keep_only_tombstone(spec: &CollectionSpec, state: &mut merge::RecordState) {
+pub(crate) fn keep_only_tombstone(spec: &CollectionSpec, state: &mut merge::RecordState) {
     state.retain(|name, _| {
         name == DELETED
             || spec
@@ -1199,6 +1217,8 @@ fn day_change(
         time_zone: zones.get(&day.cohort_id).cloned().unwrap_or_default(),
         created_at: Utc::now(),
         version: 0,
+        retention_warned_at: None,
+        purged_at: None,
     };
     read_only(
         "cohort_days",

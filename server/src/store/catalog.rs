@@ -131,3 +131,20 @@ pub async fn find_programme(
         assignments,
     }))
 }
+
+/// Sets (or clears) an organisation's own retention period.
+pub async fn set_retention_months(
+    db: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    months: Option<u32>,
+) -> Result<(), DbErr> {
+    organisation::Entity::update_many()
+        .col_expr(
+            organisation::Column::RetentionMonths,
+            sea_orm::sea_query::Expr::value(months.and_then(|m| i32::try_from(m).ok())),
+        )
+        .filter(organisation::Column::Id.eq(organisation_id))
+        .exec(db)
+        .await
+        .map(drop)
+}

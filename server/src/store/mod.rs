@@ -6,10 +6,12 @@
 pub mod accounts;
 pub mod announcements;
 pub mod attachments;
+pub mod audit;
 pub mod blobs;
 pub mod catalog;
 pub mod cohorts;
 pub mod entity;
+pub mod privacy;
 pub mod push;
 pub mod sync;
 

@@ -260,6 +260,46 @@ pub async fn shared_with_in_cohort(
     Ok(gone)
 }
 
+/// Records of one collection a user owns (in one cohort, if given), tombstones included, in id
+/// order after `after`, at most `limit`: what an erasure reduces to tombstones, and what an
+/// export reads page by page.
+pub async fn records_owned_by(
+    db: &impl ConnectionTrait,
+    spec: &'static CollectionSpec,
+    owner_id: Uuid,
+    cohort_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<StoredRecord>, DbErr> {
+    let mut statement = select_records(spec);
+    statement.and_where(Expr::col("owner_id").eq(owner_id));
+    if let Some(cohort_id) = cohort_id {
+        statement.and_where(Expr::col("cohort_id").eq(cohort_id));
+    }
+    if let Some(after) = after {
+        statement.and_where(Expr::col("id").gt(after));
+    }
+    statement.order_by("id", Order::Asc).limit(limit);
+    read_records(db, spec, &statement).await
+}
+
+/// Feedback exercises of other members that name `user_id` as their counterpart (in one cohort,
+/// if given): where an erased person's name shows in others' records.
+pub async fn feedback_naming(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    cohort_id: Option<Uuid>,
+) -> Result<Vec<StoredRecord>, DbErr> {
+    let mut statement = select_records(&FEEDBACK_EXERCISES);
+    statement
+        .and_where(Expr::col(COUNTERPART_FIELD).eq(user_id))
+        .and_where(Expr::col("owner_id").ne(user_id));
+    if let Some(cohort_id) = cohort_id {
+        statement.and_where(Expr::col("cohort_id").eq(cohort_id));
+    }
+    read_records(db, &FEEDBACK_EXERCISES, &statement).await
+}
+
 /// Every record of one collection in a cohort up to a version (for a grown scope).
 pub async fn cohort_records_upto(
     db: &impl ConnectionTrait,

@@ -14,6 +14,7 @@ mod health;
 mod invites;
 mod isolation;
 mod loadgen;
+mod privacy;
 mod protocol_doc;
 mod push;
 mod replicas;

@@ -249,7 +249,11 @@ db_test!(async fn an_edit_that_loses_to_a_delete_is_handed_back_to_its_owner(app
 type Spoil = dyn Fn(&mut serde_json::Value);
 
 /// Sends a push body as it is, the way an app built from PROTOCOL.md alone would.
-async fn raw_push(app: &TestApp, token: &str, body: &serde_json::Value) -> veldwerk_tests::Reply {
+pub(crate) async fn raw_push(
+    app: &TestApp,
+    token: &str,
+    body: &serde_json::Value,
+) -> veldwerk_tests::Reply {
     use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION};
     let response = app
         .client
@@ -265,7 +269,7 @@ async fn raw_push(app: &TestApp, token: &str, body: &serde_json::Value) -> veldw
 }
 
 /// A GET to a sync endpoint as the app sends it (protocol and app version headers).
-async fn sync_get(app: &TestApp, token: &str, path: &str) -> veldwerk_tests::Reply {
+pub(crate) async fn sync_get(app: &TestApp, token: &str, path: &str) -> veldwerk_tests::Reply {
     use veldwerk_sync_protocol::{APP_VERSION_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION};
     let response = app
         .client

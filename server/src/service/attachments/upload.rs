@@ -354,6 +354,19 @@ impl Services {
             Ok((length, digest)) if length == size && digest == expected => {
                 store::end_finish(&self.db, id, true, Utc::now()).await?;
                 self.blobs.delete_parts_of(id).await?;
+                // Deleted (or erased) while it was being finished: the erasure has already
+                // removed what was there, so the bytes just written go now, not after a grace.
+                let current = crate::store::sync::find_records(
+                    &self.db,
+                    &veldwerk_sync_protocol::schema::ATTACHMENTS,
+                    &[id],
+                )
+                .await?;
+                if current.first().is_none_or(StoredRecord::is_deleted) {
+                    self.blobs.delete_blob(id).await?;
+                    store::mark_collected(&self.db, id, Utc::now()).await?;
+                    return Err(Error::NotFound("attachment"));
+                }
                 self.mark_stored(record).await
             }
             Ok((length, digest)) => {

@@ -14,6 +14,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Sync version of the last change (devices receive this row read-only).
     pub version: i64,
+    /// When the trainers were told the participant data will be purged.
+    pub retention_warned_at: Option<DateTimeUtc>,
+    /// When the participant data was purged at the end of its retention.
+    pub purged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

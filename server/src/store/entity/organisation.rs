@@ -10,6 +10,8 @@ pub struct Model {
     pub provider_id: Uuid,
     pub name: String,
     pub created_at: DateTimeUtc,
+    /// Months its cohorts' participant data is kept after Day 6; none: the server's default.
+    pub retention_months: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

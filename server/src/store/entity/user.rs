@@ -14,6 +14,8 @@ pub struct Model {
     pub password_hash: Option<String>,
     pub display_name: String,
     pub created_at: DateTimeUtc,
+    /// Set when the participant was erased: the row keeps only its id (see `service::privacy`).
+    pub erased_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
