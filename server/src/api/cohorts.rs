@@ -85,6 +85,23 @@ pub struct CohortView {
     pub summary: CohortSummary,
     pub days: Vec<CohortDayView>,
     pub assignments: Vec<CohortAssignmentView>,
+    /// When the participants' data will be purged (retention after Day 6), and whether the
+    /// trainers were told; in `GET /v1/cohorts/{id}` only.
+    #[oai(skip_serializing_if_is_none)]
+    pub retention: Option<CohortRetentionView>,
+}
+
+/// A cohort's retention: when its participant data goes (README, "Privacy").
+#[derive(Debug, Object)]
+pub struct CohortRetentionView {
+    /// The start of Day 6 plus the organisation's retention period.
+    pub purge_at: DateTime<Utc>,
+    /// When the trainers were told the purge is near.
+    #[oai(skip_serializing_if_is_none)]
+    pub warned_at: Option<DateTime<Utc>>,
+    /// When the participant data was purged.
+    #[oai(skip_serializing_if_is_none)]
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 impl From<CohortWithParts> for CohortView {
@@ -130,6 +147,7 @@ impl From<CohortWithParts> for CohortView {
                 })
                 .collect(),
             summary: parts.cohort.into(),
+            retention: None,
         }
     }
 }
@@ -376,7 +394,16 @@ impl CohortsApi {
     /// Read a cohort's schedule and between-day work
     #[oai(path = "/cohorts/:id", method = "get", tag = "ApiTags::Cohorts")]
     async fn get_cohort(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<CohortView>> {
-        Ok(Json(self.services.get_cohort(&auth.0, id.0).await?.into()))
+        let parts = self.services.get_cohort(&auth.0, id.0).await?;
+        let purge_at = self.services.cohort_purge_at(&parts).await?;
+        let (warned_at, purged_at) = (parts.cohort.retention_warned_at, parts.cohort.purged_at);
+        let mut view = CohortView::from(parts);
+        view.retention = purge_at.map(|purge_at| CohortRetentionView {
+            purge_at,
+            warned_at,
+            purged_at,
+        });
+        Ok(Json(view))
     }
 
     /// Change a cohort's schedule

@@ -531,6 +531,13 @@ db_test!(async fn retention_warns_then_purges_only_the_expired_cohort(app) {
     let report = jobs::retention::run_once(&app.services, later).await.unwrap();
     assert_eq!((report.purged.clone(), report.warned.clone()), (vec![expired], vec![warned]), "{report:?}");
     assert_eq!(report.participants, 1);
+    // The cohort says when its data goes, and that its trainers were told (for the console).
+    let shown = app.get(&format!("/v1/cohorts/{warned}"), &trainer.token).await.expect(200);
+    let purge_at: chrono::DateTime<Utc> = shown["retention"]["purge_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(purge_at.date_naive(), (day6 + Duration::days(7)).checked_add_months(chrono::Months::new(12)).unwrap());
+    assert!(shown["retention"]["warned_at"].is_string() && shown["retention"]["purged_at"].is_null(), "{shown}");
+    let shown = app.get(&format!("/v1/cohorts/{expired}"), &trainer.token).await.expect(200);
+    assert!(shown["retention"]["purged_at"].is_string(), "{shown}");
     // Run again (another replica, the next hour): nothing more.
     let again = jobs::retention::run_once(&app.services, later).await.unwrap();
     assert!(again.warned.is_empty() && again.purged.is_empty(), "{again:?}");

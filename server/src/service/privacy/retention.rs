@@ -54,6 +54,19 @@ impl Services {
         day_start(cohort, last).checked_add_months(Months::new(months))
     }
 
+    /// When a cohort's participant data will be purged (none without a Day 6).
+    pub async fn cohort_purge_at(
+        &self,
+        parts: &crate::store::cohorts::CohortWithParts,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let Some(organisation) =
+            catalog_store::find_organisation(&self.db, parts.cohort.organisation_id).await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.purge_at(&parts.cohort, &organisation, &parts.days))
+    }
+
     /// Sets an organisation's retention period in months (admins only); none returns to the
     /// server's default.
     pub async fn set_retention(
