@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         // As the container image runs it (deploy/Dockerfile).
         .env("MALLOC_ARENA_MAX", "2")
         .env("MALLOC_MMAP_THRESHOLD_", "1048576")
+        .stdout(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", server_bin.display()))?;
     let pid = child.id();
