@@ -219,12 +219,20 @@ storage_test!(async fn an_erased_participant_is_in_no_table_no_stored_object_and
     let mut second = tablet(&app, &phone, phone.debug_token()).await;
     let attachment =
         write_everything(&app, &mut phone, &mut second, cohort, assignment, fellow.user_id, MARKER).await;
-    fellow.write("feedback_exercises", Uuid::now_v7(), Some(cohort), json!({
+    let named = Uuid::now_v7();
+    fellow.write("feedback_exercises", named, Some(cohort), json!({
         "direction": "received", "counterpart_user_id": phone.user_id,
-        "counterpart_name": format!("Sanne {MARKER}"), "shared": false, "observation": "helder verhaal",
+        "counterpart_name": format!("Sanne {MARKER}"), "shared": true, "observation": "helder verhaal",
     }));
     fellow.sync().await.unwrap();
     assert!(fellow.rejected.is_empty(), "{:?}", fellow.rejected);
+    // As its counterpart, she reacts to it: her words in the fellow's record.
+    phone.pull().await.unwrap();
+    phone.write("feedback_exercises", named, None, json!({ "reaction": format!("dank je, {MARKER}") }));
+    phone.sync().await.unwrap();
+    assert!(phone.rejected.is_empty(), "{:?}", phone.rejected);
+    fellow.pull().await.unwrap();
+    assert!(fellow.view("feedback_exercises", named).unwrap()["reaction"].as_str().unwrap().contains(MARKER));
     let mut trainer_phone = trainer_device(&app).await;
 
     // The search finds her everywhere she wrote, so its silence afterwards means something.
@@ -232,7 +240,8 @@ storage_test!(async fn an_erased_participant_is_in_no_table_no_stored_object_and
     for column in [
         "users.display_name", "devices.name", "invites.label", "push_devices.token",
         "interviews.notes", "interviews.conflicts", "interviews.questions",
-        "feedback_exercises.counterpart_name", "assignment_work.reflection", "harvests.outline",
+        "feedback_exercises.counterpart_name", "feedback_exercises.reaction",
+        "assignment_work.reflection", "harvests.outline",
         "profiles.about", "attachments.file_name",
     ] {
         assert!(before.contains(&column.to_owned()), "{column} not found before: {before:?}");
@@ -264,6 +273,7 @@ storage_test!(async fn an_erased_participant_is_in_no_table_no_stored_object_and
     let kept = fellow.view("feedback_exercises", own[0]).unwrap();
     assert_eq!(kept["observation"], "helder verhaal");
     assert!(!kept.contains_key("counterpart_name") && !kept.contains_key("counterpart_user_id"));
+    assert!(!kept.contains_key("reaction"), "{kept:?}");
 
     // Her devices are told to wipe, wherever they knock.
     for token in [phone.debug_token(), second.debug_token()] {

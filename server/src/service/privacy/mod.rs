@@ -32,6 +32,10 @@ use crate::store::{
     sync::{self as sync_store, StoredRecord},
 };
 
+/// Fields of a feedback exercise that hold its counterpart's name or words.
+const COUNTERPART_NAME_FIELD: &str = "counterpart_name";
+const REACTION_FIELD: &str = "reaction";
+
 /// Who asked for an erasure, as the audit log says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErasedBy {
@@ -192,9 +196,12 @@ impl Services {
             record.version = version;
             notice.record_cohorts.push(record.cohort_id);
         }
+        // What of them is in a fellow member's feedback exercise: their id and name, and the
+        // reaction they wrote to it as its counterpart.
         let unnamed = BTreeMap::from([
             (COUNTERPART_FIELD.to_owned(), Value::Null),
-            ("counterpart_name".to_owned(), Value::Null),
+            (COUNTERPART_NAME_FIELD.to_owned(), Value::Null),
+            (REACTION_FIELD.to_owned(), Value::Null),
             (SHARED_FIELD.to_owned(), Value::Bool(false)),
         ]);
         let mut naming = naming;
@@ -204,10 +211,10 @@ impl Services {
             if deleted {
                 keep_only_tombstone(record.spec, &mut record.state);
             }
-            // A losing value kept for the owner may hold the name too.
-            record.conflicts.retain(|conflict| {
-                !["counterpart_name", COUNTERPART_FIELD].contains(&conflict.field.as_str())
-            });
+            // A losing value kept for the owner may hold their name or words too.
+            record
+                .conflicts
+                .retain(|conflict| !unnamed.contains_key(&conflict.field));
             record.version = version;
             notice.users.push(record.owner_id);
             notice.record_cohorts.push(record.cohort_id);
