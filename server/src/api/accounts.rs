@@ -208,7 +208,12 @@ impl AccountsApi {
     /// Log in as admin or trainer
     ///
     /// Starts a session for a new device. Rate limited per client address and per account.
-    #[oai(path = "/auth/login", method = "post", tag = "ApiTags::Auth")]
+    #[oai(
+        path = "/auth/login",
+        method = "post",
+        tag = "ApiTags::Auth",
+        operation_id = "login"
+    )]
     async fn login(&self, req: &Request, body: Json<LoginRequest>) -> Result<SessionCreated> {
         let client = client_address(req, self.services.config().trust_forwarded_for);
         let session = self
@@ -227,7 +232,12 @@ impl AccountsApi {
     ///
     /// Redeems a single-use invite: creates the participant, adds them to the invite's cohort and
     /// starts a session on this device. Rate limited per client address and per code.
-    #[oai(path = "/auth/enrol", method = "post", tag = "ApiTags::Auth")]
+    #[oai(
+        path = "/auth/enrol",
+        method = "post",
+        tag = "ApiTags::Auth",
+        operation_id = "enrol"
+    )]
     async fn enrol(&self, req: &Request, body: Json<EnrolRequest>) -> Result<SessionCreated> {
         let client = client_address(req, self.services.config().trust_forwarded_for);
         let session = self
@@ -245,7 +255,12 @@ impl AccountsApi {
     /// Sign in another device with a link code
     ///
     /// The code comes from `POST /v1/me/device-link-codes` on a device already signed in.
-    #[oai(path = "/auth/link-device", method = "post", tag = "ApiTags::Auth")]
+    #[oai(
+        path = "/auth/link-device",
+        method = "post",
+        tag = "ApiTags::Auth",
+        operation_id = "linkDevice"
+    )]
     async fn link_device(
         &self,
         req: &Request,
@@ -263,7 +278,12 @@ impl AccountsApi {
     ///
     /// Rotates: the presented refresh token becomes invalid and a new one is returned. Presenting
     /// an already used refresh token revokes the device's session (`refresh_token_reused`).
-    #[oai(path = "/auth/refresh", method = "post", tag = "ApiTags::Auth")]
+    #[oai(
+        path = "/auth/refresh",
+        method = "post",
+        tag = "ApiTags::Auth",
+        operation_id = "refresh"
+    )]
     async fn refresh(&self, body: Json<RefreshRequest>) -> Result<Json<SessionView>> {
         let session = self.services.refresh(&body.refresh_token).await?;
         Ok(Json(session.into()))
@@ -272,22 +292,53 @@ impl AccountsApi {
     /// Log out this device
     ///
     /// Revokes the calling device's session: its access and refresh tokens stop working.
-    #[oai(path = "/auth/logout", method = "post", tag = "ApiTags::Auth")]
+    #[oai(
+        path = "/auth/logout",
+        method = "post",
+        tag = "ApiTags::Auth",
+        operation_id = "logout"
+    )]
     async fn logout(&self, auth: BearerAuth) -> Result<NoContent> {
         self.services.logout(&auth.0).await?;
         Ok(NoContent::Done)
     }
 
     /// The caller's account
-    #[oai(path = "/me", method = "get", tag = "ApiTags::Me")]
+    #[oai(
+        path = "/me",
+        method = "get",
+        tag = "ApiTags::Me",
+        operation_id = "getMe"
+    )]
     async fn me(&self, auth: BearerAuth) -> Result<Json<UserView>> {
         Ok(Json(self.services.me(&auth.0).await?.into()))
+    }
+
+    /// Delete the caller's account
+    ///
+    /// Participants only (app stores require in-app account deletion). Erases the account and
+    /// everything in it as `DELETE /v1/participants/{id}` does; every device of the account,
+    /// this one included, answers 401 `device_wiped` from then on. Cannot be undone.
+    #[oai(
+        path = "/me",
+        method = "delete",
+        tag = "ApiTags::Me",
+        operation_id = "deleteMe"
+    )]
+    async fn delete_me(&self, auth: BearerAuth) -> Result<NoContent> {
+        self.services.delete_own_account(&auth.0).await?;
+        Ok(NoContent::Done)
     }
 
     /// The caller's devices
     ///
     /// Every device (session) of the account, revoked ones included, newest first.
-    #[oai(path = "/me/devices", method = "get", tag = "ApiTags::Me")]
+    #[oai(
+        path = "/me/devices",
+        method = "get",
+        tag = "ApiTags::Me",
+        operation_id = "listDevices"
+    )]
     async fn devices(&self, auth: BearerAuth) -> Result<Json<Vec<DeviceView>>> {
         let current = auth.0.device_id;
         let devices = self.services.list_devices(&auth.0).await?;
@@ -317,7 +368,8 @@ impl AccountsApi {
     #[oai(
         path = "/me/devices/:device_id",
         method = "delete",
-        tag = "ApiTags::Me"
+        tag = "ApiTags::Me",
+        operation_id = "revokeDevice"
     )]
     async fn revoke_device(
         &self,
@@ -335,7 +387,12 @@ impl AccountsApi {
     /// Create a code to sign in another device
     ///
     /// Single use, valid for 15 minutes. Redeem it with `POST /v1/auth/link-device`.
-    #[oai(path = "/me/device-link-codes", method = "post", tag = "ApiTags::Me")]
+    #[oai(
+        path = "/me/device-link-codes",
+        method = "post",
+        tag = "ApiTags::Me",
+        operation_id = "createLinkCode"
+    )]
     async fn create_link_code(&self, auth: BearerAuth) -> Result<LinkCodeCreated> {
         let code = self.services.create_link_code(&auth.0).await?;
         Ok(LinkCodeCreated::Created(Json(LinkCodeView {
@@ -347,7 +404,12 @@ impl AccountsApi {
     /// Create an admin or trainer account
     ///
     /// Admins only; the account belongs to the admin's provider.
-    #[oai(path = "/users", method = "post", tag = "ApiTags::Users")]
+    #[oai(
+        path = "/users",
+        method = "post",
+        tag = "ApiTags::Users",
+        operation_id = "createUser"
+    )]
     async fn create_user(
         &self,
         auth: BearerAuth,

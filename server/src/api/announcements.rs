@@ -155,7 +155,8 @@ impl AnnouncementsApi {
     #[oai(
         path = "/cohorts/:id/announcements",
         method = "post",
-        tag = "ApiTags::Announcements"
+        tag = "ApiTags::Announcements",
+        operation_id = "publishAnnouncement"
     )]
     async fn publish(
         &self,
@@ -187,7 +188,8 @@ impl AnnouncementsApi {
     #[oai(
         path = "/cohorts/:id/announcements/:announcement_id",
         method = "delete",
-        tag = "ApiTags::Announcements"
+        tag = "ApiTags::Announcements",
+        operation_id = "cancelAnnouncement"
     )]
     async fn cancel(
         &self,
@@ -208,7 +210,8 @@ impl AnnouncementsApi {
     #[oai(
         path = "/cohorts/:id/announcements",
         method = "get",
-        tag = "ApiTags::Announcements"
+        tag = "ApiTags::Announcements",
+        operation_id = "listAnnouncements"
     )]
     async fn list(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<Vec<AnnouncementView>>> {
         let views = self.services.list_announcements(&auth.0, id.0).await?;

@@ -145,7 +145,8 @@ impl CatalogApi {
     #[oai(
         path = "/organisations",
         method = "get",
-        tag = "ApiTags::Organisations"
+        tag = "ApiTags::Organisations",
+        operation_id = "listOrganisations"
     )]
     async fn list_organisations(&self, auth: BearerAuth) -> Result<Json<Vec<OrganisationView>>> {
         let organisations = self.services.list_organisations(&auth.0).await?;
@@ -158,7 +159,8 @@ impl CatalogApi {
     #[oai(
         path = "/organisations",
         method = "post",
-        tag = "ApiTags::Organisations"
+        tag = "ApiTags::Organisations",
+        operation_id = "createOrganisation"
     )]
     async fn create_organisation(
         &self,
@@ -176,7 +178,8 @@ impl CatalogApi {
     #[oai(
         path = "/organisations/:id",
         method = "get",
-        tag = "ApiTags::Organisations"
+        tag = "ApiTags::Organisations",
+        operation_id = "getOrganisation"
     )]
     async fn get_organisation(
         &self,
@@ -190,7 +193,12 @@ impl CatalogApi {
     /// List programme templates
     ///
     /// Admins and trainers.
-    #[oai(path = "/programmes", method = "get", tag = "ApiTags::Programmes")]
+    #[oai(
+        path = "/programmes",
+        method = "get",
+        tag = "ApiTags::Programmes",
+        operation_id = "listProgrammes"
+    )]
     async fn list_programmes(&self, auth: BearerAuth) -> Result<Json<Vec<ProgrammeSummary>>> {
         let programmes = self.services.list_programmes(&auth.0).await?;
         Ok(Json(programmes.into_iter().map(Into::into).collect()))
@@ -199,7 +207,12 @@ impl CatalogApi {
     /// Read a programme template with its days and between-day work
     ///
     /// Admins and trainers.
-    #[oai(path = "/programmes/:id", method = "get", tag = "ApiTags::Programmes")]
+    #[oai(
+        path = "/programmes/:id",
+        method = "get",
+        tag = "ApiTags::Programmes",
+        operation_id = "getProgramme"
+    )]
     async fn get_programme(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<ProgrammeView>> {
         let programme = self.services.get_programme(&auth.0, id.0).await?;
         Ok(Json(programme.into()))

@@ -339,7 +339,12 @@ impl CohortsApi {
     ///
     /// Admins see every cohort of their provider, trainers the cohorts they train, participants
     /// their own.
-    #[oai(path = "/cohorts", method = "get", tag = "ApiTags::Cohorts")]
+    #[oai(
+        path = "/cohorts",
+        method = "get",
+        tag = "ApiTags::Cohorts",
+        operation_id = "listCohorts"
+    )]
     async fn list_cohorts(
         &self,
         auth: BearerAuth,
@@ -357,7 +362,12 @@ impl CohortsApi {
     ///
     /// Copies the programme's days and between-day work and sets one date per day. Admins and
     /// trainers.
-    #[oai(path = "/cohorts", method = "post", tag = "ApiTags::Cohorts")]
+    #[oai(
+        path = "/cohorts",
+        method = "post",
+        tag = "ApiTags::Cohorts",
+        operation_id = "createCohort"
+    )]
     async fn create_cohort(
         &self,
         auth: BearerAuth,
@@ -392,7 +402,12 @@ impl CohortsApi {
     }
 
     /// Read a cohort's schedule and between-day work
-    #[oai(path = "/cohorts/:id", method = "get", tag = "ApiTags::Cohorts")]
+    #[oai(
+        path = "/cohorts/:id",
+        method = "get",
+        tag = "ApiTags::Cohorts",
+        operation_id = "getCohort"
+    )]
     async fn get_cohort(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<CohortView>> {
         let parts = self.services.get_cohort(&auth.0, id.0).await?;
         let purge_at = self.services.cohort_purge_at(&parts).await?;
@@ -413,7 +428,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/schedule",
         method = "patch",
-        tag = "ApiTags::Cohorts"
+        tag = "ApiTags::Cohorts",
+        operation_id = "changeSchedule"
     )]
     async fn change_schedule(
         &self,
@@ -444,7 +460,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/members",
         method = "get",
-        tag = "ApiTags::Cohorts"
+        tag = "ApiTags::Cohorts",
+        operation_id = "listMembers"
     )]
     async fn list_members(
         &self,
@@ -461,7 +478,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/trainers",
         method = "post",
-        tag = "ApiTags::Cohorts"
+        tag = "ApiTags::Cohorts",
+        operation_id = "addTrainer"
     )]
     async fn add_trainer(
         &self,
@@ -481,7 +499,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/members/:user_id",
         method = "delete",
-        tag = "ApiTags::Cohorts"
+        tag = "ApiTags::Cohorts",
+        operation_id = "removeMember"
     )]
     async fn remove_member(
         &self,
@@ -502,7 +521,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/invites",
         method = "post",
-        tag = "ApiTags::Invites"
+        tag = "ApiTags::Invites",
+        operation_id = "createInvites"
     )]
     async fn create_invites(
         &self,
@@ -530,7 +550,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/invites",
         method = "get",
-        tag = "ApiTags::Invites"
+        tag = "ApiTags::Invites",
+        operation_id = "listInvites"
     )]
     async fn list_invites(
         &self,
@@ -553,7 +574,8 @@ impl CohortsApi {
     #[oai(
         path = "/cohorts/:id/invites/:invite_id",
         method = "delete",
-        tag = "ApiTags::Invites"
+        tag = "ApiTags::Invites",
+        operation_id = "revokeInvite"
     )]
     async fn revoke_invite(
         &self,

@@ -124,21 +124,15 @@ impl PrivacyApi {
     /// The caller's account, cohorts, devices and sessions, push registrations, every record
     /// they own, the feedback about them shared with them, the announcements addressed to them,
     /// and the bytes of their attachments, as one streamed tar archive. Logged in the audit log.
-    #[oai(path = "/me/export", method = "get", tag = "ApiTags::Privacy")]
+    #[oai(
+        path = "/me/export",
+        method = "get",
+        tag = "ApiTags::Privacy",
+        operation_id = "exportMe"
+    )]
     async fn export_me(&self, auth: BearerAuth) -> Result<ExportResponse> {
         let stream = self.services.export_own_data(&auth.0).await?;
         Ok(archive(stream, auth.0.user_id))
-    }
-
-    /// Delete the caller's account
-    ///
-    /// Participants only (app stores require in-app account deletion). Erases the account and
-    /// everything in it as `DELETE /v1/participants/{id}` does; every device of the account,
-    /// this one included, answers 401 `device_wiped` from then on. Cannot be undone.
-    #[oai(path = "/me", method = "delete", tag = "ApiTags::Privacy")]
-    async fn delete_me(&self, auth: BearerAuth) -> Result<NoContent> {
-        self.services.delete_own_account(&auth.0).await?;
-        Ok(NoContent::Done)
     }
 
     /// Download everything about a participant
@@ -148,7 +142,8 @@ impl PrivacyApi {
     #[oai(
         path = "/participants/:id/export",
         method = "get",
-        tag = "ApiTags::Privacy"
+        tag = "ApiTags::Privacy",
+        operation_id = "exportParticipant"
     )]
     async fn export_participant(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<ExportResponse> {
         let stream = self.services.export_participant(&auth.0, id.0).await?;
@@ -166,7 +161,8 @@ impl PrivacyApi {
     #[oai(
         path = "/participants/:id",
         method = "delete",
-        tag = "ApiTags::Privacy"
+        tag = "ApiTags::Privacy",
+        operation_id = "eraseParticipant"
     )]
     async fn erase_participant(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<NoContent> {
         self.services.erase_participant(&auth.0, id.0).await?;
@@ -179,7 +175,8 @@ impl PrivacyApi {
     #[oai(
         path = "/participants/:id/devices",
         method = "get",
-        tag = "ApiTags::Privacy"
+        tag = "ApiTags::Privacy",
+        operation_id = "listParticipantDevices"
     )]
     async fn participant_devices(
         &self,
@@ -211,7 +208,8 @@ impl PrivacyApi {
     #[oai(
         path = "/participants/:id/devices/:device_id",
         method = "delete",
-        tag = "ApiTags::Privacy"
+        tag = "ApiTags::Privacy",
+        operation_id = "revokeParticipantDevice"
     )]
     async fn revoke_participant_device(
         &self,
@@ -232,7 +230,12 @@ impl PrivacyApi {
     /// Admins: their provider's entries, newest first. `person` matches entries about or by
     /// that user; `from` and `until` bound the time (`until` excluded); for the next page pass
     /// the last entry's id as `before`.
-    #[oai(path = "/audit-log", method = "get", tag = "ApiTags::Privacy")]
+    #[oai(
+        path = "/audit-log",
+        method = "get",
+        tag = "ApiTags::Privacy",
+        operation_id = "readAuditLog"
+    )]
     async fn audit_log(
         &self,
         auth: BearerAuth,
@@ -258,7 +261,8 @@ impl PrivacyApi {
     #[oai(
         path = "/organisations/:id/retention",
         method = "put",
-        tag = "ApiTags::Privacy"
+        tag = "ApiTags::Privacy",
+        operation_id = "setRetention"
     )]
     async fn set_retention(
         &self,

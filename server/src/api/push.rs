@@ -144,7 +144,12 @@ impl PushApi {
     /// Register this device for push notifications
     ///
     /// Registering again updates the token, language, zone and quiet hours.
-    #[oai(path = "/me/push-device", method = "put", tag = "ApiTags::Push")]
+    #[oai(
+        path = "/me/push-device",
+        method = "put",
+        tag = "ApiTags::Push",
+        operation_id = "registerPushDevice"
+    )]
     async fn register(
         &self,
         auth: BearerAuth,
@@ -178,7 +183,12 @@ impl PushApi {
     }
 
     /// Stop push notifications to this device
-    #[oai(path = "/me/push-device", method = "delete", tag = "ApiTags::Push")]
+    #[oai(
+        path = "/me/push-device",
+        method = "delete",
+        tag = "ApiTags::Push",
+        operation_id = "unregisterPushDevice"
+    )]
     async fn unregister(&self, auth: BearerAuth) -> Result<NoContent> {
         self.services.unregister_push_device(&auth.0).await?;
         Ok(NoContent::Done)
@@ -188,7 +198,8 @@ impl PushApi {
     #[oai(
         path = "/cohorts/:id/reminder-rules",
         method = "get",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "getCohortReminderRules"
     )]
     async fn rules(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<ReminderRulesView>> {
         Ok(Json(rules_view(
@@ -202,7 +213,8 @@ impl PushApi {
     #[oai(
         path = "/cohorts/:id/reminder-rules",
         method = "put",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "setCohortReminderRules"
     )]
     async fn set_rules(
         &self,
@@ -234,7 +246,8 @@ impl PushApi {
     #[oai(
         path = "/cohorts/:id/reminder-rules",
         method = "delete",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "resetCohortReminderRules"
     )]
     async fn reset_rules(
         &self,
@@ -254,7 +267,8 @@ impl PushApi {
     #[oai(
         path = "/programmes/:id/reminder-rules",
         method = "get",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "getProgrammeReminderRules"
     )]
     async fn programme_rules(
         &self,
@@ -274,7 +288,8 @@ impl PushApi {
     #[oai(
         path = "/programmes/:id/reminder-rules",
         method = "put",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "setProgrammeReminderRules"
     )]
     async fn set_programme_rules(
         &self,
@@ -295,7 +310,8 @@ impl PushApi {
     #[oai(
         path = "/cohorts/:id/reminder-plan",
         method = "get",
-        tag = "ApiTags::Push"
+        tag = "ApiTags::Push",
+        operation_id = "getReminderPlan"
     )]
     async fn plan(
         &self,
