@@ -92,7 +92,12 @@ pub struct PlannedReminderView {
     pub participant_id: Uuid,
     pub participant_name: String,
     pub assignment_id: Uuid,
-    pub due_at: DateTime<Utc>,
+    /// When the reminder is sent (at the earliest; each device's own zone and quiet hours may
+    /// hold it later, never past `assignment_due_at`).
+    pub send_at: DateTime<Utc>,
+    /// The assignment's deadline: the start of the day it is due.
+    #[oai(skip_serializing_if_is_none)]
+    pub assignment_due_at: Option<DateTime<Utc>>,
     /// `pending`, `dispatched` (sent to the devices), `skipped` (e.g. already done) or
     /// `cancelled` (no longer planned).
     pub status: String,
@@ -325,7 +330,8 @@ impl PushApi {
                     participant_id: planned.notification.user_id,
                     participant_name: planned.participant_name,
                     assignment_id: planned.notification.assignment_id.unwrap_or_default(),
-                    due_at: planned.notification.due_at,
+                    send_at: planned.notification.due_at,
+                    assignment_due_at: planned.assignment_due_at,
                     status: planned.notification.status,
                     status_reason: planned.notification.status_reason,
                 })

@@ -232,6 +232,8 @@ pub struct PushRegistration {
 pub struct PlannedReminder {
     pub notification: notification::Model,
     pub participant_name: String,
+    /// The deadline of the work it reminds of: the start of the assignment's due day.
+    pub assignment_due_at: Option<DateTime<Utc>>,
 }
 
 impl Services {
@@ -598,7 +600,19 @@ impl Services {
         actor: &Actor,
         cohort_id: Uuid,
     ) -> Result<Vec<PlannedReminder>> {
-        self.managed_cohort(actor, cohort_id).await?;
+        let cohort = self.managed_cohort(actor, cohort_id).await?;
+        let parts = cohort_store::load_parts(&self.db, cohort).await?;
+        let deadlines: HashMap<Uuid, DateTime<Utc>> = parts
+            .assignments
+            .iter()
+            .filter_map(|assignment| {
+                let day = parts
+                    .days
+                    .iter()
+                    .find(|d| d.day_number == assignment.due_day)?;
+                Some((assignment.id, super::cohorts::day_start(&parts.cohort, day)))
+            })
+            .collect();
         let reminders = store::cohort_notifications(&self.db, cohort_id, "reminder", None).await?;
         let users: HashSet<Uuid> = reminders.iter().map(|r| r.user_id).collect();
         let names: HashMap<Uuid, String> = crate::store::accounts::find_users(&self.db, users)
@@ -613,6 +627,9 @@ impl Services {
                     .get(&notification.user_id)
                     .cloned()
                     .unwrap_or_default(),
+                assignment_due_at: notification
+                    .assignment_id
+                    .and_then(|id| deadlines.get(&id).copied()),
                 notification,
             })
             .collect())

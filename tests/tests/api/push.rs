@@ -87,7 +87,7 @@ fn first_assignment(device: &Device) -> Uuid {
 fn first_reminder(plan: &[Value], assignment: Uuid) -> chrono::DateTime<Utc> {
     plan.iter()
         .filter(|r| r["assignment_id"] == assignment.to_string())
-        .map(|r| r["due_at"].as_str().unwrap().parse().unwrap())
+        .map(|r| r["send_at"].as_str().unwrap().parse().unwrap())
         .min()
         .unwrap()
 }
@@ -448,14 +448,21 @@ fcm_test!(async fn reminders_come_at_local_times_in_the_devices_language_and_not
 
     let plan = app.get(&format!("/v1/cohorts/{cohort}/reminder-plan"), &trainer.token).await.expect(200);
     let plan = plan.as_array().unwrap();
+    let detail = app.get(&format!("/v1/cohorts/{cohort}"), &trainer.token).await.expect(200);
+    let assignments = detail["assignments"].as_array().unwrap();
     // Two participants; nine between-day assignments with two rules, the harvest with three.
     assert_eq!(plan.len(), 2 * (9 * 2 + 3), "{}", plan.len());
     let amsterdam: chrono_tz::Tz = "Europe/Amsterdam".parse().unwrap();
     for reminder in plan {
-        let at: chrono::DateTime<Utc> = reminder["due_at"].as_str().unwrap().parse().unwrap();
+        let at: chrono::DateTime<Utc> = reminder["send_at"].as_str().unwrap().parse().unwrap();
         let local = at.with_timezone(&amsterdam).format("%H:%M").to_string();
         assert!(["09:00", "19:00", "08:30"].contains(&local.as_str()), "{local}");
         assert_eq!(reminder["status"], "pending");
+        // Sent before the work's deadline, which is the start of its assignment's due day.
+        let deadline: chrono::DateTime<Utc> = reminder["assignment_due_at"].as_str().unwrap().parse().unwrap();
+        assert!(at < deadline, "{reminder}");
+        let assignment = assignments.iter().find(|a| a["id"] == reminder["assignment_id"]).unwrap();
+        assert_eq!(assignment["due_at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap(), deadline);
     }
 
     // Sanne marks the first assignment done; then its first reminder falls due.
@@ -531,7 +538,7 @@ fcm_test!(async fn reminders_follow_the_devices_language_zone_quiet_hours_and_ds
             .unwrap()
             .iter()
             .filter(|r| r["assignment_id"] == assignment && r["status"] == "pending")
-            .map(|r| r["due_at"].as_str().unwrap().to_owned())
+            .map(|r| r["send_at"].as_str().unwrap().to_owned())
             .collect();
         times.sort();
         times
@@ -813,7 +820,7 @@ fcm_test!(async fn each_device_gets_its_reminder_at_its_own_zone_and_quiet_hours
         .unwrap()
         .iter()
         .filter(|r| r["status"] == "pending" && r["assignment_id"] == first.to_string())
-        .map(|r| r["due_at"].as_str().unwrap().parse().unwrap())
+        .map(|r| r["send_at"].as_str().unwrap().parse().unwrap())
         .collect();
     moments.sort();
     assert_eq!(moments.len(), 2, "one notification per rule, not per device");
