@@ -76,8 +76,7 @@ pub struct RefreshRequest {
 #[derive(Debug, Object)]
 pub struct UserView {
     pub id: Uuid,
-    /// `admin`, `trainer` or `participant`.
-    pub role: String,
+    pub role: super::RoleView,
     pub display_name: String,
     /// Admins and trainers only.
     #[oai(skip_serializing_if_is_none)]
@@ -92,7 +91,7 @@ impl From<user::Model> for UserView {
     fn from(user: user::Model) -> Self {
         Self {
             id: user.id,
-            role: user.role,
+            role: super::RoleView::from_stored(&user.role),
             display_name: user.display_name,
             email: user.email,
             organisation_id: user.organisation_id,

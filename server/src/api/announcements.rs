@@ -35,6 +35,18 @@ fn yes() -> bool {
     true
 }
 
+super::stored_enum! {
+    /// Where an announcement stands.
+    AnnouncementStatusView, fallback Published {
+        /// Waiting for its `publish_at`; can be cancelled.
+        Scheduled = "scheduled",
+        /// In the inboxes, pushed.
+        Published = "published",
+        /// Cancelled before it went out.
+        Cancelled = "cancelled",
+    }
+}
+
 /// Where a push message to one device stands.
 #[derive(Debug, Object)]
 pub struct DeliveryView {
@@ -69,8 +81,7 @@ pub struct AnnouncementView {
     pub author_id: Uuid,
     pub title: String,
     pub body: String,
-    /// `scheduled`, `published` or `cancelled`.
-    pub status: String,
+    pub status: AnnouncementStatusView,
     /// When it went (or goes) out.
     pub publish_at: DateTime<Utc>,
     /// Whether it goes to every participant of the cohort.
@@ -96,7 +107,7 @@ impl From<Announcement> for AnnouncementView {
             author_id: announcement.author_id,
             title: announcement.title,
             body: announcement.body,
-            status: announcement.status,
+            status: AnnouncementStatusView::from_stored(&announcement.status),
             publish_at: announcement.publish_at,
             to_whole_cohort: announcement.to_whole_cohort,
             respect_quiet_hours: announcement.respect_quiet_hours,

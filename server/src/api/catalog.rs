@@ -81,8 +81,7 @@ pub struct ProgrammeDayView {
 pub struct ProgrammeAssignmentView {
     /// The day after which this work is done.
     pub after_day: i32,
-    /// `assignment`, `apply_in_work`, `interview` or `harvest_presentation`.
-    pub kind: String,
+    pub kind: super::AssignmentKindView,
     pub title: String,
     pub description: String,
 }
@@ -114,7 +113,7 @@ impl From<ProgrammeWithParts> for ProgrammeView {
                 .into_iter()
                 .map(|assignment| ProgrammeAssignmentView {
                     after_day: assignment.after_day,
-                    kind: assignment.kind,
+                    kind: super::AssignmentKindView::from_stored(&assignment.kind),
                     title: assignment.title,
                     description: assignment.description,
                 })

@@ -70,8 +70,7 @@ pub struct CohortAssignmentView {
     pub after_day: i32,
     /// The day at whose start it is due.
     pub due_day: i32,
-    /// `assignment`, `apply_in_work`, `interview` or `harvest_presentation`.
-    pub kind: String,
+    pub kind: super::AssignmentKindView,
     pub title: String,
     pub description: String,
     /// When it is due: the start of `due_day`.
@@ -141,7 +140,7 @@ impl From<CohortWithParts> for CohortView {
                     id: assignment.id,
                     after_day: assignment.after_day,
                     due_day: assignment.due_day,
-                    kind: assignment.kind,
+                    kind: super::AssignmentKindView::from_stored(&assignment.kind),
                     title: assignment.title,
                     description: assignment.description,
                 })
@@ -217,7 +216,7 @@ pub struct MemberView {
     pub user_id: Uuid,
     pub display_name: String,
     /// `trainer` or `participant`.
-    pub role: String,
+    pub role: super::RoleView,
     /// Shown to admins and trainers only, and only for staff accounts.
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
@@ -229,7 +228,7 @@ impl From<Member> for MemberView {
         Self {
             user_id: member.user.id,
             display_name: member.user.display_name,
-            role: member.role.as_str().to_owned(),
+            role: super::RoleView::from_stored(member.role.as_str()),
             email: member.user.email,
             joined_at: member.joined_at,
         }

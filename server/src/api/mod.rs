@@ -49,6 +49,55 @@ pub enum ApiTags {
     Privacy,
 }
 
+/// A value the database stores as text, as an enum in the spec, so that generated clients get
+/// a real type. `from_stored` falls back (and logs) for a value this version does not know:
+/// the answer stays valid against the spec.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident, fallback $fallback:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+        pub enum $name {
+            $($(#[$vmeta])* #[oai(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub fn from_stored(text: &str) -> Self {
+                match text {
+                    $($text => Self::$variant,)+
+                    other => {
+                        tracing::error!(value = other, kind = stringify!($name), "an unknown stored value");
+                        Self::$fallback
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use stored_enum;
+
+stored_enum! {
+    /// A user's role.
+    RoleView, fallback Participant {
+        Admin = "admin",
+        Trainer = "trainer",
+        Participant = "participant",
+    }
+}
+
+stored_enum! {
+    /// What kind of between-day work an assignment is.
+    AssignmentKindView, fallback Assignment {
+        /// A task to do.
+        Assignment = "assignment",
+        /// Apply what was learnt in one's own work.
+        ApplyInWork = "apply_in_work",
+        /// An interview in the field.
+        Interview = "interview",
+        /// The Day 6 harvest presentation.
+        HarvestPresentation = "harvest_presentation",
+    }
+}
+
 /// An empty success.
 #[derive(ApiResponse)]
 pub enum NoContent {
@@ -373,5 +422,28 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&response.into_body().into_vec().await.unwrap()).unwrap();
         assert_eq!(body["code"], "internal");
+    }
+}
+
+#[cfg(test)]
+mod stored_enum_tests {
+    use super::{AssignmentKindView, RoleView};
+
+    #[test]
+    fn stored_values_map_to_their_variants_and_unknown_ones_fall_back() {
+        assert_eq!(RoleView::from_stored("trainer"), RoleView::Trainer);
+        assert_eq!(
+            AssignmentKindView::from_stored("harvest_presentation"),
+            AssignmentKindView::HarvestPresentation
+        );
+        assert_eq!(RoleView::from_stored("superuser"), RoleView::Participant);
+        // The spec's names are the stored ones.
+        assert_eq!(
+            serde_json::to_value(poem_openapi::types::ToJSON::to_json(
+                &AssignmentKindView::ApplyInWork
+            ))
+            .unwrap(),
+            "apply_in_work"
+        );
     }
 }
