@@ -1,6 +1,6 @@
 //! Cohorts: schedule, assignments, members and invites.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
     param::{Path, Query},
@@ -9,7 +9,12 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{ApiTags, NoContent, auth::BearerAuth, error::ApiError};
+use super::{
+    ApiTags, NoContent,
+    auth::BearerAuth,
+    error::ApiError,
+    types::{LocalDate, LocalTime},
+};
 use crate::{
     service::{
         Services,
@@ -52,11 +57,11 @@ pub struct CohortDayView {
     pub day_number: i32,
     pub title: String,
     pub description: String,
-    pub date: NaiveDate,
+    pub date: LocalDate,
     /// Local start time.
-    pub starts_at: NaiveTime,
+    pub starts_at: LocalTime,
     /// Local end time.
-    pub ends_at: NaiveTime,
+    pub ends_at: LocalTime,
     pub location: String,
     /// The start as an instant.
     pub starts_at_utc: DateTime<Utc>,
@@ -126,9 +131,9 @@ impl From<CohortWithParts> for CohortView {
                     day_number: day.day_number,
                     title: day.title,
                     description: day.description,
-                    date: day.date,
-                    starts_at: day.starts_at,
-                    ends_at: day.ends_at,
+                    date: LocalDate(day.date),
+                    starts_at: LocalTime(day.starts_at),
+                    ends_at: LocalTime(day.ends_at),
                     location: day.location,
                 })
                 .collect(),
@@ -158,11 +163,11 @@ pub struct DayPlanInput {
     #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
     pub day_number: i32,
     /// `YYYY-MM-DD`.
-    pub date: NaiveDate,
+    pub date: LocalDate,
     /// Local time, `HH:MM:SS`.
-    pub starts_at: NaiveTime,
+    pub starts_at: LocalTime,
     /// Local time, `HH:MM:SS`; after `starts_at`.
-    pub ends_at: NaiveTime,
+    pub ends_at: LocalTime,
     #[oai(validator(max_length = 200))]
     pub location: String,
 }
@@ -192,9 +197,9 @@ pub struct CreateCohortRequest {
 pub struct DayChangeInput {
     #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
     pub day_number: i32,
-    pub date: Option<NaiveDate>,
-    pub starts_at: Option<NaiveTime>,
-    pub ends_at: Option<NaiveTime>,
+    pub date: Option<LocalDate>,
+    pub starts_at: Option<LocalTime>,
+    pub ends_at: Option<LocalTime>,
     #[oai(validator(max_length = 200))]
     pub location: Option<String>,
 }
@@ -387,9 +392,9 @@ impl CohortsApi {
                         .into_iter()
                         .map(|day| DayPlan {
                             day_number: day.day_number,
-                            date: day.date,
-                            starts_at: day.starts_at,
-                            ends_at: day.ends_at,
+                            date: day.date.0,
+                            starts_at: day.starts_at.0,
+                            ends_at: day.ends_at.0,
                             location: day.location,
                         })
                         .collect(),
@@ -444,9 +449,9 @@ impl CohortsApi {
                 .into_iter()
                 .map(|day| DayChange {
                     day_number: day.day_number,
-                    date: day.date,
-                    starts_at: day.starts_at,
-                    ends_at: day.ends_at,
+                    date: day.date.map(|d| d.0),
+                    starts_at: day.starts_at.map(|t| t.0),
+                    ends_at: day.ends_at.map(|t| t.0),
                     location: day.location,
                 })
                 .collect(),
@@ -593,9 +598,9 @@ impl Example for CreateCohortRequest {
     fn example() -> Self {
         let day = |number: i32, date: &str| DayPlanInput {
             day_number: number,
-            date: date.parse().unwrap_or_default(),
-            starts_at: NaiveTime::from_hms_opt(9, 30, 0).unwrap_or_default(),
-            ends_at: NaiveTime::from_hms_opt(16, 30, 0).unwrap_or_default(),
+            date: LocalDate(date.parse().unwrap_or_default()),
+            starts_at: LocalTime(NaiveTime::from_hms_opt(9, 30, 0).unwrap_or_default()),
+            ends_at: LocalTime(NaiveTime::from_hms_opt(16, 30, 0).unwrap_or_default()),
             location: "Stadskantoor, zaal 3.14".into(),
         };
         Self {
@@ -622,9 +627,9 @@ impl Example for ScheduleChangeRequest {
             time_zone: Some("Europe/Amsterdam".into()),
             days: vec![DayChangeInput {
                 day_number: 3,
-                date: "2027-03-02".parse().ok(),
-                starts_at: "10:00:00".parse().ok(),
-                ends_at: "16:30:00".parse().ok(),
+                date: "2027-03-02".parse().ok().map(LocalDate),
+                starts_at: "10:00:00".parse().ok().map(LocalTime),
+                ends_at: "16:30:00".parse().ok().map(LocalTime),
                 location: Some("Wijkcentrum De Boog".into()),
             }],
         }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod privacy;
 pub mod push;
 pub mod sync;
+pub mod types;
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, http::StatusCode,

@@ -1,10 +1,10 @@
 //! Push: a device's token, and a cohort's reminder rules and plan.
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
-use super::{ApiTags, NoContent, auth::BearerAuth, error::ApiError};
+use super::{ApiTags, NoContent, auth::BearerAuth, error::ApiError, types::LocalTime};
 use crate::service::{
     Services,
     push::{PushRegistration, ReminderRule, RuleTarget},
@@ -67,7 +67,7 @@ pub struct ReminderRuleView {
     #[oai(validator(maximum(value = "60")))]
     pub days_before: u32,
     /// Local time, `HH:MM:SS`.
-    pub at: NaiveTime,
+    pub at: LocalTime,
 }
 
 /// The rules in force for a cohort.
@@ -115,7 +115,7 @@ fn rules_view((rules, overridden): (Vec<ReminderRule>, bool)) -> ReminderRulesVi
                     RuleTarget::Harvest => RuleTargetView::Harvest,
                 },
                 days_before: rule.days_before,
-                at: rule.at,
+                at: LocalTime(rule.at),
             })
             .collect(),
         overridden,
@@ -132,7 +132,7 @@ fn to_rules(request: ReminderRulesRequest) -> Vec<ReminderRule> {
                 RuleTargetView::Harvest => RuleTarget::Harvest,
             },
             days_before: rule.days_before,
-            at: rule.at,
+            at: rule.at.0,
         })
         .collect()
 }
@@ -237,7 +237,7 @@ impl PushApi {
                     RuleTargetView::Harvest => RuleTarget::Harvest,
                 },
                 days_before: rule.days_before,
-                at: rule.at,
+                at: rule.at.0,
             })
             .collect();
         let view = self
