@@ -145,6 +145,20 @@ pub struct DeviceView {
     pub current: bool,
 }
 
+impl DeviceView {
+    /// A device as shown to a caller whose own device is `current`.
+    pub fn of(device: device::Model, current: Uuid) -> Self {
+        Self {
+            current: device.id == current,
+            id: device.id,
+            name: device.name,
+            created_at: device.created_at,
+            last_seen_at: device.last_seen_at,
+            revoked_at: device.revoked_at,
+        }
+    }
+}
+
 /// A single-use code to sign in another device of the same account.
 #[derive(Debug, Object)]
 pub struct LinkCodeView {
@@ -344,14 +358,7 @@ impl AccountsApi {
         Ok(Json(
             devices
                 .into_iter()
-                .map(|device: device::Model| DeviceView {
-                    current: device.id == current,
-                    id: device.id,
-                    name: device.name,
-                    created_at: device.created_at,
-                    last_seen_at: device.last_seen_at,
-                    revoked_at: device.revoked_at,
-                })
+                .map(|device| DeviceView::of(device, current))
                 .collect(),
         ))
     }

@@ -187,14 +187,7 @@ impl PrivacyApi {
         Ok(Json(
             devices
                 .into_iter()
-                .map(|device| DeviceView {
-                    current: false,
-                    id: device.id,
-                    name: device.name,
-                    created_at: device.created_at,
-                    last_seen_at: device.last_seen_at,
-                    revoked_at: device.revoked_at,
-                })
+                .map(|device| DeviceView::of(device, auth.0.device_id))
                 .collect(),
         ))
     }

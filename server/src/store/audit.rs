@@ -9,6 +9,19 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The table's columns, in the order of [`AuditEntry`].
+const COLUMNS: [&str; 9] = [
+    "id",
+    "provider_id",
+    "at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "subject_id",
+    "cohort_id",
+    "details",
+];
+
 /// One entry.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
@@ -26,17 +39,7 @@ pub struct AuditEntry {
 pub async fn insert(db: &impl ConnectionTrait, entry: &AuditEntry) -> Result<(), DbErr> {
     let statement = Query::insert()
         .into_table("audit_log")
-        .columns([
-            "id",
-            "provider_id",
-            "at",
-            "actor_id",
-            "actor_role",
-            "action",
-            "subject_id",
-            "cohort_id",
-            "details",
-        ])
+        .columns(COLUMNS)
         .values_panic([
             entry.id.into(),
             entry.provider_id.into(),
@@ -72,17 +75,7 @@ pub async fn list(
 ) -> Result<Vec<AuditEntry>, DbErr> {
     let mut statement = Query::select();
     statement
-        .columns([
-            "id",
-            "provider_id",
-            "at",
-            "actor_id",
-            "actor_role",
-            "action",
-            "subject_id",
-            "cohort_id",
-            "details",
-        ])
+        .columns(COLUMNS)
         .from("audit_log")
         .and_where(Expr::col("provider_id").eq(provider_id));
     if let Some(person) = filter.person {

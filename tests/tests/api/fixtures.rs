@@ -110,6 +110,17 @@ pub async fn organisation_with_cohort(
     trainer: &User,
     name: &str,
 ) -> (String, String) {
+    organisation_with_cohort_from(app, admin, trainer, name, date("2027-02-02")).await
+}
+
+/// The same, with six weekly days from `first`.
+pub async fn organisation_with_cohort_from(
+    app: &TestApp,
+    admin: &User,
+    trainer: &User,
+    name: &str,
+    first: NaiveDate,
+) -> (String, String) {
     let organisation = app
         .post(
             "/v1/organisations",
@@ -127,7 +138,7 @@ pub async fn organisation_with_cohort(
                 "organisation_id": organisation_id,
                 "programme_id": programme_id(app, admin).await,
                 "name": format!("{name}, groep 1"),
-                "days": six_days(date("2027-02-02")),
+                "days": six_days(first),
                 "trainer_ids": [trainer.user_id],
             }),
         )

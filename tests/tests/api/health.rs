@@ -1,4 +1,16 @@
-use veldwerk_tests::db_test;
+use veldwerk_tests::{TestApp, db_test};
+
+/// The spec the server serves at `/openapi.json`.
+async fn served_spec(app: &TestApp) -> serde_json::Value {
+    app.client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
 
 db_test!(async fn health_docs_and_spec_are_served(app) {
     let reply = app
@@ -10,15 +22,7 @@ db_test!(async fn health_docs_and_spec_are_served(app) {
     assert_eq!(reply.status(), 200);
     assert_eq!(reply.json::<serde_json::Value>().await.unwrap()["status"], "ok");
 
-    let spec: serde_json::Value = app
-        .client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = served_spec(&app).await;
     assert_eq!(spec["info"]["title"], "Veldwerk API");
     for path in ["/auth/login", "/auth/enrol", "/auth/refresh", "/cohorts/{id}/invites"] {
         assert!(spec["paths"][path].is_object(), "the spec documents {path}");
@@ -125,15 +129,7 @@ db_test!(async fn live_streams_are_told_to_reconnect_when_the_server_drains(app)
 // with a summary. Two API groups declaring the same path once hid `GET /me` from the spec
 // (poem-openapi kept one group's methods for it), while the router still served it.
 db_test!(async fn every_declared_operation_is_in_the_spec_with_a_unique_id(app) {
-    let spec: serde_json::Value = app
-        .client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = served_spec(&app).await;
     let api = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src/api");
     let mut declared = Vec::new();
     for entry in std::fs::read_dir(api).unwrap() {

@@ -15,9 +15,7 @@ use veldwerk_tests::{
 
 use crate::{
     attachments::{finish, sha256_hex, upload},
-    fixtures::{
-        User, demo_admin, demo_cohort, demo_trainer, other_provider, programme_id, six_days,
-    },
+    fixtures::{User, demo_admin, demo_cohort, demo_trainer, other_provider},
     sync::tablet,
     sync_edges::{raw_push, sync_get},
 };
@@ -476,33 +474,15 @@ async fn cohort_ending(
     name: &str,
     last: NaiveDate,
 ) -> (String, Uuid) {
-    let organisation = app
-        .post(
-            "/v1/organisations",
-            Some(&admin.token),
-            json!({ "name": name }),
-        )
-        .await
-        .expect(201);
-    let organisation_id = organisation["id"].as_str().unwrap().to_owned();
-    let cohort = app
-        .post(
-            "/v1/cohorts",
-            Some(&admin.token),
-            json!({
-                "organisation_id": organisation_id,
-                "programme_id": programme_id(app, admin).await,
-                "name": format!("{name}, groep 1"),
-                "days": six_days(last - Duration::weeks(5)),
-                "trainer_ids": [trainer.user_id],
-            }),
-        )
-        .await
-        .expect(201);
-    (
-        organisation_id,
-        Uuid::from_str(cohort["id"].as_str().unwrap()).unwrap(),
+    let (organisation, cohort) = crate::fixtures::organisation_with_cohort_from(
+        app,
+        admin,
+        trainer,
+        name,
+        last - Duration::weeks(5),
     )
+    .await;
+    (organisation, Uuid::from_str(&cohort).unwrap())
 }
 
 db_test!(async fn retention_warns_then_purges_only_the_expired_cohort(app) {
