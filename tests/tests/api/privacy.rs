@@ -516,8 +516,11 @@ db_test!(async fn retention_warns_then_purges_only_the_expired_cohort(app) {
     let report = jobs::retention::run_once(&app.services, Utc::now()).await.unwrap();
     assert!(report.warned.is_empty() && report.purged.is_empty(), "{report:?}");
 
-    // A year and a day after the first cohort's Day 6.
-    let later = Utc::now() + Duration::days(60 + 366);
+    // Two days after a year after the first cohort's Day 6 (a calendar year: 365 or 366 days).
+    let later = (day6.checked_add_months(chrono::Months::new(12)).unwrap() + Duration::days(2))
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
     let report = jobs::retention::run_once(&app.services, later).await.unwrap();
     assert_eq!((report.purged.clone(), report.warned.clone()), (vec![expired], vec![warned]), "{report:?}");
     assert_eq!(report.participants, 1);
