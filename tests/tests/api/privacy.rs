@@ -409,6 +409,15 @@ storage_test!(async fn an_export_holds_exactly_the_participants_data(app) {
         .await
         .expect(201);
 
+    // More interviews than the export reads in one page (200): none may fall between pages.
+    for n in 0..250 {
+        phone.write("interviews", Uuid::now_v7(), Some(cohort), json!({
+            "name_consent": false, "status": "draft", "notes": format!("nummer {n}"),
+        }));
+    }
+    phone.sync().await.unwrap();
+    assert!(phone.rejected.is_empty(), "{:?}", phone.rejected);
+
     let (status, headers, bytes) = export(&app, "/v1/me/export", phone.debug_token()).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/x-tar");
@@ -432,7 +441,12 @@ storage_test!(async fn an_export_holds_exactly_the_participants_data(app) {
         collections.into_iter().collect::<Vec<_>>(),
         ["assignment_work", "attachments", "feedback_exercises", "harvests", "interviews", "profiles"]
     );
-    let interview_file = record_files.iter().find(|n| n.starts_with("records/interviews/")).unwrap();
+    let interview_files: Vec<&&String> = record_files.iter().filter(|n| n.starts_with("records/interviews/")).collect();
+    assert_eq!(interview_files.len(), 251, "every interview, across the export's pages");
+    let interview_file = interview_files
+        .iter()
+        .find(|n| json_of(n)["fields"]["insights"] == MARKER)
+        .unwrap();
     let interview = json_of(interview_file);
     assert_eq!(interview["fields"]["insights"], MARKER);
     assert_eq!(interview["conflicts"].as_array().unwrap().len(), 1, "the kept conflict is hers too");

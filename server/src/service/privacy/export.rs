@@ -223,37 +223,34 @@ impl Services {
         }
 
         let recipient = (user.role == Role::Participant.as_str()).then_some(user.id);
-        let mut after = 0;
-        loop {
-            let rows = sync_store::changed_announcements(
-                &self.db,
-                &cohort_ids,
-                recipient,
-                after,
-                i64::MAX,
-                PAGE,
-            )
-            .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.try_get("", "version")?;
-            for row in &rows {
-                let id: Uuid = row.try_get("", "id")?;
-                let published: DateTime<Utc> = row.try_get("", "publish_at")?;
-                archive
-                    .json(
-                        &format!("announcements/{id}.json"),
-                        &json!({
-                            "id": id,
-                            "cohort_id": row.try_get::<Uuid>("", "cohort_id")?,
-                            "title": row.try_get::<String>("", "title")?,
-                            "body": row.try_get::<String>("", "body")?,
-                            "published_at": published,
-                            "to_whole_cohort": row.try_get::<bool>("", "to_whole_cohort")?,
-                        }),
-                        published,
-                    )
-                    .await?;
-            }
+        // One read: a person's announcements are few, and several published in one
+        // transaction share a version, which a page cut by version could split.
+        let rows = sync_store::changed_announcements(
+            &self.db,
+            &cohort_ids,
+            recipient,
+            -1,
+            i64::MAX,
+            sync_store::UNLIMITED,
+        )
+        .await?;
+        for row in &rows {
+            let id: Uuid = row.try_get("", "id")?;
+            let published: DateTime<Utc> = row.try_get("", "publish_at")?;
+            archive
+                .json(
+                    &format!("announcements/{id}.json"),
+                    &json!({
+                        "id": id,
+                        "cohort_id": row.try_get::<Uuid>("", "cohort_id")?,
+                        "title": row.try_get::<String>("", "title")?,
+                        "body": row.try_get::<String>("", "body")?,
+                        "published_at": published,
+                        "to_whole_cohort": row.try_get::<bool>("", "to_whole_cohort")?,
+                    }),
+                    published,
+                )
+                .await?;
         }
 
         for (id, size) in attachments {
