@@ -20,6 +20,8 @@ mod m20261203_000010_add_device_wipe;
 mod m20261203_000011_add_user_erasure;
 mod m20261203_000012_create_audit_log;
 mod m20261203_000013_add_retention;
+mod m20261203_000014_create_console_sessions;
+mod m20261204_000015_add_device_sync_health;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -41,6 +43,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_add_user_erasure::Migration),
             Box::new(m20261203_000012_create_audit_log::Migration),
             Box::new(m20261203_000013_add_retention::Migration),
+            Box::new(m20261203_000014_create_console_sessions::Migration),
+            Box::new(m20261204_000015_add_device_sync_health::Migration),
         ]
     }
 }

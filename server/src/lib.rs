@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod http_server;
 pub mod jobs;
 pub mod metrics;

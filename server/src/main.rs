@@ -72,6 +72,7 @@ async fn serve() -> anyhow::Result<()> {
         return app.run_until_stopped(shutdown_signal()).await;
     }
     println!("Veldwerk listens on http://{addr}");
+    println!("  Console:       http://{addr}/console");
     println!("  API docs:      http://{addr}/docs");
     println!("  OpenAPI spec:  http://{addr}/openapi.json");
     println!("  Health check:  http://{addr}/healthz");

@@ -99,6 +99,11 @@ impl Metrics {
         if path == "/docs" || path.starts_with("/docs/") {
             return "/docs".to_owned();
         }
+        // The console's pages are one label: its paths carry record ids, and its traffic is
+        // people at laptops, not the load the API's labels are for.
+        if path == "/console" || path.starts_with("/console/") {
+            return "/console".to_owned();
+        }
         // Every request passes here: compare borrowed templates, copy only the one that matches.
         FIXED_ROUTES
             .into_iter()
@@ -280,6 +285,11 @@ mod tests {
             ("/v1/cohorts", "/v1/cohorts"),
             ("/v1/attachments/x/content", "/v1/attachments/{id}/content"),
             ("/docs/swagger-ui.css", "/docs"),
+            (
+                "/console/cohorts/01a22b28-f1f7-764a-8c5a-d7f55fa3db96",
+                "/console",
+            ),
+            ("/consoles", UNMATCHED),
             ("/v1/cohorts//invites", UNMATCHED),
             ("/v1/cohorts/x/invites/y", UNMATCHED),
             ("/wp-admin/\\\"quote", UNMATCHED),

@@ -257,6 +257,15 @@ impl Device {
         if let Some(limit) = limit {
             parameters.push(format!("limit={limit}"));
         }
+        // Sync health, as PROTOCOL.md asks of apps: what the outbox still holds, and since when.
+        parameters.push(format!("outbox_pending={}", self.outbox.len()));
+        if let Some(oldest) = self.outbox.iter().map(|m| m.clock.wall_ms).min() {
+            let at = chrono::DateTime::from_timestamp_millis(oldest as i64).unwrap_or_default();
+            parameters.push(format!(
+                "outbox_oldest={}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ));
+        }
         let path = format!("/v1/sync/pull?{}", parameters.join("&"));
         let response = self
             .request(reqwest::Method::GET, &path)

@@ -15,6 +15,7 @@ use veldwerk_server::{Application, Config, config::Secret};
 
 pub use veldwerk_server;
 
+pub mod browser;
 pub mod client;
 pub mod fcm_mock;
 pub mod loadgen;

@@ -59,6 +59,10 @@ pub async fn participants_with_phones(
                 last_seen_at: now,
                 revoked_at: None,
                 wipe_requested_at: None,
+                last_sync_at: None,
+                outbox_pending: None,
+                outbox_oldest_at: None,
+                app_version: None,
             }
             .into_active_model()
         }))

@@ -407,6 +407,20 @@ impl AccountsApi {
         })))
     }
 
+    /// List the admins and trainers
+    ///
+    /// Admins only: their provider's staff, by name.
+    #[oai(
+        path = "/users",
+        method = "get",
+        tag = "ApiTags::Users",
+        operation_id = "listUsers"
+    )]
+    async fn list_users(&self, auth: BearerAuth) -> Result<Json<Vec<UserView>>> {
+        let staff = self.services.list_staff(&auth.0).await?;
+        Ok(Json(staff.into_iter().map(Into::into).collect()))
+    }
+
     /// Create an admin or trainer account
     ///
     /// Admins only; the account belongs to the admin's provider.

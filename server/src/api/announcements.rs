@@ -61,6 +61,18 @@ pub struct DeliveryView {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+impl From<crate::store::entity::delivery::Model> for DeliveryView {
+    fn from(delivery: crate::store::entity::delivery::Model) -> Self {
+        Self {
+            user_device_id: delivery.device_id,
+            status: delivery.status,
+            attempts: delivery.attempts,
+            error_code: delivery.error_code,
+            sent_at: delivery.sent_at,
+        }
+    }
+}
+
 /// Push deliveries of an announcement, counted by status.
 #[derive(Debug, Object, Default)]
 pub struct DeliveryCounts {
@@ -127,17 +139,7 @@ impl From<Announcement> for AnnouncementView {
                 }
                 counts
             },
-            deliveries: view
-                .deliveries
-                .into_iter()
-                .map(|delivery| DeliveryView {
-                    user_device_id: delivery.device_id,
-                    status: delivery.status,
-                    attempts: delivery.attempts,
-                    error_code: delivery.error_code,
-                    sent_at: delivery.sent_at,
-                })
-                .collect(),
+            deliveries: view.deliveries.into_iter().map(Into::into).collect(),
         }
     }
 }

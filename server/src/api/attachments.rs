@@ -25,7 +25,7 @@ use super::{
     sync::{bearer_actor, failure, reject},
 };
 use crate::service::{
-    Error, Result, Services,
+    Actor, Error, Result, Services,
     attachments::{AttachmentView, Chunk, ChunkOutcome, Download},
 };
 
@@ -273,8 +273,22 @@ async fn download(
 ) -> poem::Result<Response> {
     let actor = bearer_actor(req, &services).await?;
     let requested = req.header(header::RANGE).map(str::to_owned);
+    download_response(&services, &actor, attachment_id(&id)?, requested)
+        .await
+        .map_err(failure)
+}
+
+/// An attachment's bytes, all or the requested `Range`, as the answer to a download (also the
+/// console's, which has its own sign-in but the same access rules). A range outside the file
+/// answers 416 here; other errors are the caller's to present.
+pub(crate) async fn download_response(
+    services: &Services,
+    actor: &Actor,
+    id: Uuid,
+    requested_range: Option<String>,
+) -> Result<Response> {
     let opened = services
-        .download(&actor, attachment_id(&id)?, |size| match requested {
+        .download(actor, id, |size| match requested_range {
             None => Ok(None),
             Some(text) => resolve_range(&text, size),
         })
@@ -285,7 +299,7 @@ async fn download(
         size,
         body,
     } = match opened {
-        Ok(download) => download,
+        Ok(opened) => opened,
         Err(Error::Invalid {
             code: "range_not_satisfiable",
             message,
@@ -305,7 +319,7 @@ async fn download(
             .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
             .into_response());
         }
-        Err(err) => return Err(failure(err)),
+        Err(err) => return Err(err),
     };
     let partial = range != (0..size);
     let content_type = view

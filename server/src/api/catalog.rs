@@ -6,7 +6,11 @@ use uuid::Uuid;
 
 use super::{ApiTags, auth::BearerAuth, error::ApiError};
 use crate::{
-    service::{Services, catalog::learning_goals},
+    service::{
+        Services,
+        catalog::learning_goals,
+        texts::{AssignmentText, DayText, TextsChange},
+    },
     store::{
         catalog::ProgrammeWithParts,
         entity::{organisation, programme},
@@ -132,6 +136,77 @@ pub enum OrganisationCreated {
 type Result<T> = std::result::Result<T, ApiError>;
 
 /// Organisations and programmes.
+/// New words for one day; leave a field out to keep it.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct DayTextRequest {
+    #[oai(validator(minimum(value = "1"), maximum(value = "6")))]
+    pub day_number: i32,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub title: Option<String>,
+    #[oai(validator(max_length = 5000))]
+    pub description: Option<String>,
+}
+
+/// New words for one between-day assignment; leave a field out to keep it.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AssignmentTextRequest {
+    pub assignment_id: Uuid,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub title: Option<String>,
+    #[oai(validator(max_length = 5000))]
+    pub description: Option<String>,
+}
+
+/// Titles and descriptions to change, all or nothing.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields, example)]
+pub struct TextsChangeRequest {
+    #[oai(default, validator(max_items = 6))]
+    pub days: Vec<DayTextRequest>,
+    #[oai(default, validator(max_items = 100))]
+    pub assignments: Vec<AssignmentTextRequest>,
+}
+
+impl From<TextsChangeRequest> for TextsChange {
+    fn from(request: TextsChangeRequest) -> Self {
+        Self {
+            days: request
+                .days
+                .into_iter()
+                .map(|d| DayText {
+                    day_number: d.day_number,
+                    title: d.title,
+                    description: d.description,
+                })
+                .collect(),
+            assignments: request
+                .assignments
+                .into_iter()
+                .map(|a| AssignmentText {
+                    assignment_id: a.assignment_id,
+                    title: a.title,
+                    description: a.description,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Example for TextsChangeRequest {
+    fn example() -> Self {
+        Self {
+            days: vec![DayTextRequest {
+                day_number: 1,
+                title: Some("Samen op pad".into()),
+                description: Some("We lopen door de wijk en spreken bewoners en collega's.".into()),
+            }],
+            assignments: Vec::new(),
+        }
+    }
+}
+
 pub struct CatalogApi {
     pub services: Services,
 }
@@ -214,6 +289,31 @@ impl CatalogApi {
     )]
     async fn get_programme(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<ProgrammeView>> {
         let programme = self.services.get_programme(&auth.0, id.0).await?;
+        Ok(Json(programme.into()))
+    }
+
+    /// Change a programme template's texts
+    ///
+    /// Titles and descriptions of its days and between-day assignments. Cohorts created
+    /// afterwards copy them; existing cohorts keep their own (change those with
+    /// `changeCohortTexts`). Admins only; an unknown day or assignment answers 422
+    /// (`unknown_day`, `unknown_assignment`) and changes nothing.
+    #[oai(
+        path = "/programmes/:id/texts",
+        method = "patch",
+        tag = "ApiTags::Programmes",
+        operation_id = "changeProgrammeTexts"
+    )]
+    async fn change_programme_texts(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<TextsChangeRequest>,
+    ) -> Result<Json<ProgrammeView>> {
+        let programme = self
+            .services
+            .change_programme_texts(&auth.0, id.0, body.0.into())
+            .await?;
         Ok(Json(programme.into()))
     }
 }

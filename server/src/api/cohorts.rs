@@ -460,6 +460,32 @@ impl CohortsApi {
         Ok(Json(cohort.into()))
     }
 
+    /// Change a cohort's texts
+    ///
+    /// The cohort's own titles and descriptions of its days and between-day assignments: the
+    /// municipality's variant of the programme (what the Day 1 assignment actually is, say).
+    /// Participants' apps get them at their next sync; reminders use the new titles. Admins
+    /// only; an unknown day or assignment answers 422 (`unknown_day`, `unknown_assignment`) and
+    /// changes nothing.
+    #[oai(
+        path = "/cohorts/:id/texts",
+        method = "patch",
+        tag = "ApiTags::Cohorts",
+        operation_id = "changeCohortTexts"
+    )]
+    async fn change_texts(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<super::catalog::TextsChangeRequest>,
+    ) -> Result<Json<CohortView>> {
+        let cohort = self
+            .services
+            .change_cohort_texts(&auth.0, id.0, body.0.into())
+            .await?;
+        Ok(Json(cohort.into()))
+    }
+
     /// List a cohort's trainers and participants
     #[oai(
         path = "/cohorts/:id/members",

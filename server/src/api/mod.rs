@@ -13,6 +13,7 @@ pub mod cohorts;
 pub mod edge;
 pub mod error;
 pub mod privacy;
+pub mod progress;
 pub mod push;
 pub mod sync;
 pub mod types;
@@ -48,6 +49,9 @@ pub enum ApiTags {
     Push,
     /// Export, erasure, retention and the audit log (AVG/GDPR).
     Privacy,
+    /// What trainers follow between the days: progress, sync health, participants' work,
+    /// nudges.
+    Progress,
 }
 
 /// A value the database stores as text, as an enum in the spec, so that generated clients get
@@ -114,6 +118,7 @@ type Apis = (
     announcements::AnnouncementsApi,
     push::PushApi,
     privacy::PrivacyApi,
+    progress::ProgressApi,
 );
 
 /// The OpenAPI service with every operation; also used to print the spec.
@@ -134,7 +139,10 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         push::PushApi {
             services: services.clone(),
         },
-        privacy::PrivacyApi { services },
+        privacy::PrivacyApi {
+            services: services.clone(),
+        },
+        progress::ProgressApi { services },
     );
     OpenApiService::new(apis, "Veldwerk API", env!("CARGO_PKG_VERSION"))
         .description(
@@ -177,6 +185,8 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .nest("/v1/attachments", attachments::routes())
         .nest("/v1", api)
         .nest("/docs", docs)
+        .nest("/console", crate::console::routes())
+        .at("/", get(to_console))
         .at("/openapi.json", spec)
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
@@ -232,6 +242,12 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
         .around(log_request)
         .data(services)
         .catch_all_error(|err| async move { error::normalise(err) })
+}
+
+/// The root is the trainer console's front door.
+#[handler]
+fn to_console() -> poem::web::Redirect {
+    poem::web::Redirect::see_other("/console")
 }
 
 /// The answer to a body that did not arrive in time (a stalled or trickling client).

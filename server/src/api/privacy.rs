@@ -50,7 +50,7 @@ pub struct AuditEntryView {
     /// `cohort.member_added`, `cohort.member_removed`, `cohort.created`,
     /// `cohort.schedule_changed`, `reminders.rules_changed`, `retention.changed`,
     /// `retention.warned`, `retention.cohort_purged`, `security.device_revoked`,
-    /// `security.refresh_token_reused`.
+    /// `security.refresh_token_reused`, `participant.work_read`.
     pub action: String,
     /// The person whose data or account it concerns.
     #[oai(skip_serializing_if_is_none)]

@@ -23,7 +23,7 @@ use veldwerk_sync_protocol::{
 };
 
 use super::error::{ApiError, error_response};
-use crate::service::{Actor, Error, Services, sync::ChangeNotice};
+use crate::service::{Actor, Error, Services, progress::OutboxReport, sync::ChangeNotice};
 
 /// The sync routes, to nest under `/v1/sync`.
 pub fn routes() -> Route {
@@ -168,6 +168,10 @@ async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Res
 struct PullParams {
     cursor: Option<String>,
     limit: Option<usize>,
+    /// Sync health (PROTOCOL.md): mutations the device still holds in its outbox...
+    outbox_pending: Option<u32>,
+    /// ...and when the oldest of them was made.
+    outbox_oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[handler]
@@ -184,6 +188,19 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
         })?;
     let response = services
         .pull(&actor, params.cursor.as_deref(), params.limit)
+        .await
+        .map_err(failure)?;
+    let report = OutboxReport {
+        pending: params.outbox_pending,
+        oldest_at: params
+            .outbox_oldest
+            .filter(|_| params.outbox_pending != Some(0)),
+        app_version: req
+            .header(APP_VERSION_HEADER)
+            .map(|v| v.chars().filter(|c| !c.is_control()).take(40).collect()),
+    };
+    services
+        .record_sync_health(&actor, report)
         .await
         .map_err(failure)?;
     Ok(Json(response).into_response())

@@ -462,6 +462,12 @@ impl Services {
         Ok(user)
     }
 
+    /// The provider's admins and trainers (admins only).
+    pub async fn list_staff(&self, actor: &Actor) -> Result<Vec<user::Model>> {
+        actor.require(&[Role::Admin])?;
+        Ok(store::staff_of(&self.db, actor.provider_id).await?)
+    }
+
     /// Inserts an admin or trainer; also used by the demo seed and the bootstrap command.
     pub async fn insert_staff(&self, provider_id: Uuid, new: NewStaff) -> Result<user::Model> {
         let email = normalise_email(&new.email);
@@ -521,6 +527,10 @@ impl Services {
             last_seen_at: now,
             revoked_at: None,
             wipe_requested_at: None,
+            last_sync_at: None,
+            outbox_pending: None,
+            outbox_oldest_at: None,
+            app_version: None,
         };
         store::insert_device(txn, device.clone()).await?;
         let refresh_token = self.issue_refresh_token(txn, device.id, None, now).await?;

@@ -35,6 +35,20 @@ pub struct AnnouncementView {
     pub read_by: Vec<Uuid>,
     /// Push deliveries to the recipients' devices.
     pub deliveries: Vec<crate::store::entity::delivery::Model>,
+    /// Whose device each delivery went to, by delivery id.
+    pub delivery_recipients: std::collections::HashMap<Uuid, Uuid>,
+}
+
+impl AnnouncementView {
+    /// The deliveries to one participant's devices.
+    pub fn deliveries_of(
+        &self,
+        user_id: Uuid,
+    ) -> impl Iterator<Item = &crate::store::entity::delivery::Model> {
+        self.deliveries
+            .iter()
+            .filter(move |delivery| self.delivery_recipients.get(&delivery.id) == Some(&user_id))
+    }
 }
 
 /// Longest announcement body, in characters.
@@ -107,6 +121,7 @@ impl Services {
             recipients: reached,
             read_by: Vec::new(),
             deliveries: Vec::new(),
+            delivery_recipients: Default::default(),
         })
     }
 
@@ -208,28 +223,43 @@ impl Services {
         let mut readers = store::readers_of(&self.db, &ids).await?;
         let participants = self.cohort_participants(cohort_id).await?;
         let notifications = push_store::announcement_notifications(&self.db, &ids).await?;
-        let announcement_of: std::collections::HashMap<Uuid, Uuid> = notifications
+        let announcement_of: std::collections::HashMap<Uuid, (Uuid, Uuid)> = notifications
             .iter()
-            .filter_map(|n| Some((n.id, n.announcement_id?)))
+            .filter_map(|n| Some((n.id, (n.announcement_id?, n.user_id))))
             .collect();
         let notification_ids: Vec<Uuid> = notifications.iter().map(|n| n.id).collect();
         let mut deliveries: std::collections::HashMap<Uuid, Vec<_>> = Default::default();
         for delivery in push_store::deliveries_of(&self.db, &notification_ids).await? {
-            if let Some(announcement) = announcement_of.get(&delivery.notification_id) {
-                deliveries.entry(*announcement).or_default().push(delivery);
+            if let Some((announcement, user)) = announcement_of.get(&delivery.notification_id) {
+                deliveries
+                    .entry(*announcement)
+                    .or_default()
+                    .push((delivery, *user));
             }
         }
         Ok(announcements
             .into_iter()
-            .map(|announcement| AnnouncementView {
-                deliveries: deliveries.remove(&announcement.id).unwrap_or_default(),
-                recipients: if announcement.to_whole_cohort {
-                    participants.clone()
-                } else {
-                    targeted.remove(&announcement.id).unwrap_or_default()
-                },
-                read_by: readers.remove(&announcement.id).unwrap_or_default(),
-                announcement,
+            .map(|announcement| {
+                let (deliveries, delivery_recipients) = deliveries
+                    .remove(&announcement.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(delivery, user)| {
+                        let recipient = (delivery.id, user);
+                        (delivery, recipient)
+                    })
+                    .unzip();
+                AnnouncementView {
+                    deliveries,
+                    delivery_recipients,
+                    recipients: if announcement.to_whole_cohort {
+                        participants.clone()
+                    } else {
+                        targeted.remove(&announcement.id).unwrap_or_default()
+                    },
+                    read_by: readers.remove(&announcement.id).unwrap_or_default(),
+                    announcement,
+                }
             })
             .collect())
     }

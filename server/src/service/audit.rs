@@ -43,6 +43,9 @@ pub enum AuditAction {
     DeviceRevoked,
     /// A refresh token was used twice: the device was revoked.
     RefreshTokenReused,
+    /// A trainer or admin read a participant's work (interviews, assignment work, feedback,
+    /// harvest) in the console or through the API.
+    ParticipantWorkRead,
 }
 
 impl AuditAction {
@@ -62,6 +65,7 @@ impl AuditAction {
             Self::CohortPurged => "retention.cohort_purged",
             Self::DeviceRevoked => "security.device_revoked",
             Self::RefreshTokenReused => "security.refresh_token_reused",
+            Self::ParticipantWorkRead => "participant.work_read",
         }
     }
 }

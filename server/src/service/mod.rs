@@ -8,15 +8,18 @@ pub mod attachments;
 pub mod audit;
 pub mod catalog;
 pub mod cohorts;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod in_flight;
 pub mod password;
 pub mod privacy;
+pub mod progress;
 pub mod push;
 pub mod rate_limit;
 pub mod schedule;
 pub mod sync;
+pub mod texts;
 pub mod tokens;
 
 /// Pushes one participant may have in progress at once, all devices together.
@@ -100,6 +103,8 @@ pub struct Services {
     /// Wakes this replica's push worker before its next tick, when there is something to send
     /// now (an announcement published): the trainer's "now" should not wait for the interval.
     push_wake: Arc<tokio::sync::Notify>,
+    /// The sync health last written per device, so unchanged reports are not rewritten.
+    sync_health: Arc<progress::SyncHealthCache>,
 }
 
 /// Whether this process should receive traffic, and why not.
@@ -164,6 +169,7 @@ impl Services {
             pushes_in_flight: in_flight::InFlight::default(),
             streams_open: in_flight::StreamSlots::default(),
             push_wake: Arc::default(),
+            sync_health: Arc::default(),
             db,
             config: Arc::new(config),
             tokens: Arc::new(tokens),

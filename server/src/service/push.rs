@@ -853,7 +853,9 @@ impl DispatchContext {
             .copied()
             .unwrap_or(chrono_tz::UTC);
         let clock = DeviceClock::of(device, zone, default_quiet);
-        if notification.kind == super::privacy::retention::RETENTION_WARNING {
+        if notification.kind == super::privacy::retention::RETENTION_WARNING
+            || notification.kind == super::progress::NUDGE
+        {
             return Some(clock.outside_quiet_hours(now));
         }
         if let Some(announcement_id) = notification.announcement_id {
@@ -907,6 +909,20 @@ impl DispatchContext {
                 (
                     "Bewaartermijn loopt af",
                     "De gegevens van de deelnemers van deze groep worden binnenkort verwijderd. Exporteer wat bewaard moet blijven.",
+                )
+            };
+            return Some((title.to_owned(), body.to_owned(), data));
+        }
+        if notification.kind == super::progress::NUDGE {
+            let (title, body) = if english {
+                (
+                    "Open Veldwerk",
+                    "Your trainer asks you to open the app, so what you recorded reaches the group.",
+                )
+            } else {
+                (
+                    "Open Veldwerk",
+                    "Je trainer vraagt je de app te openen, zodat wat je vastlegde de groep bereikt.",
                 )
             };
             return Some((title.to_owned(), body.to_owned(), data));

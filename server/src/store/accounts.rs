@@ -211,3 +211,53 @@ pub async fn claim_link_code(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// The devices of these users that are not revoked, oldest first.
+pub async fn live_devices_of(
+    db: &impl ConnectionTrait,
+    user_ids: &[Uuid],
+) -> Result<Vec<device::Model>, DbErr> {
+    device::Entity::find()
+        .filter(super::id_in(db.get_database_backend(), "user_id", user_ids))
+        .filter(device::Column::RevokedAt.is_null())
+        .order_by_asc(device::Column::CreatedAt)
+        .all(db)
+        .await
+}
+
+/// What a device reported with a successful pull: when, its outbox, its app version.
+pub async fn record_sync_health(
+    db: &impl ConnectionTrait,
+    device_id: Uuid,
+    at: DateTime<Utc>,
+    outbox_pending: Option<i32>,
+    outbox_oldest_at: Option<DateTime<Utc>>,
+    app_version: Option<String>,
+) -> Result<(), DbErr> {
+    device::Entity::update_many()
+        .col_expr(device::Column::LastSyncAt, Expr::value(at))
+        .col_expr(device::Column::OutboxPending, Expr::value(outbox_pending))
+        .col_expr(
+            device::Column::OutboxOldestAt,
+            Expr::value(outbox_oldest_at),
+        )
+        .col_expr(device::Column::AppVersion, Expr::value(app_version))
+        .filter(device::Column::Id.eq(device_id))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
+/// A provider's admins and trainers (not erased), by name.
+pub async fn staff_of(
+    db: &impl ConnectionTrait,
+    provider_id: Uuid,
+) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::ProviderId.eq(provider_id))
+        .filter(user::Column::Role.is_in(["admin", "trainer"]))
+        .filter(user::Column::ErasedAt.is_null())
+        .order_by_asc(user::Column::DisplayName)
+        .all(db)
+        .await
+}

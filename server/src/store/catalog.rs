@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -147,4 +147,38 @@ pub async fn set_retention_months(
         .exec(db)
         .await
         .map(drop)
+}
+
+/// Writes the titles and descriptions of a programme template's days and assignments.
+pub async fn update_texts(
+    db: &impl ConnectionTrait,
+    days: &[programme_day::Model],
+    assignments: &[programme_assignment::Model],
+) -> Result<(), DbErr> {
+    for day in days {
+        programme_day::Entity::update_many()
+            .col_expr(programme_day::Column::Title, Expr::value(day.title.clone()))
+            .col_expr(
+                programme_day::Column::Description,
+                Expr::value(day.description.clone()),
+            )
+            .filter(programme_day::Column::Id.eq(day.id))
+            .exec(db)
+            .await?;
+    }
+    for assignment in assignments {
+        programme_assignment::Entity::update_many()
+            .col_expr(
+                programme_assignment::Column::Title,
+                Expr::value(assignment.title.clone()),
+            )
+            .col_expr(
+                programme_assignment::Column::Description,
+                Expr::value(assignment.description.clone()),
+            )
+            .filter(programme_assignment::Column::Id.eq(assignment.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }

@@ -266,3 +266,37 @@ pub async fn revoke_invite(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Writes the titles and descriptions of a cohort's days and assignments.
+pub async fn update_texts(
+    db: &impl ConnectionTrait,
+    days: &[cohort_day::Model],
+    assignments: &[cohort_assignment::Model],
+) -> Result<(), DbErr> {
+    for day in days {
+        cohort_day::Entity::update_many()
+            .col_expr(cohort_day::Column::Title, Expr::value(day.title.clone()))
+            .col_expr(
+                cohort_day::Column::Description,
+                Expr::value(day.description.clone()),
+            )
+            .filter(cohort_day::Column::Id.eq(day.id))
+            .exec(db)
+            .await?;
+    }
+    for assignment in assignments {
+        cohort_assignment::Entity::update_many()
+            .col_expr(
+                cohort_assignment::Column::Title,
+                Expr::value(assignment.title.clone()),
+            )
+            .col_expr(
+                cohort_assignment::Column::Description,
+                Expr::value(assignment.description.clone()),
+            )
+            .filter(cohort_assignment::Column::Id.eq(assignment.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod blobs;
 pub mod catalog;
 pub mod cohorts;
+pub mod console;
 pub mod entity;
 pub mod privacy;
 pub mod push;

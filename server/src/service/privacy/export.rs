@@ -143,6 +143,10 @@ impl Services {
                 "last_seen_at": device.last_seen_at,
                 "revoked_at": device.revoked_at,
                 "wipe_requested_at": device.wipe_requested_at,
+                "last_sync_at": device.last_sync_at,
+                "outbox_pending": device.outbox_pending,
+                "outbox_oldest_at": device.outbox_oldest_at,
+                "app_version": device.app_version,
                 "sessions": sessions
                     .iter()
                     .filter(|session| session.device_id == device.id)

@@ -9,6 +9,7 @@ pub mod cohort;
 pub mod cohort_assignment;
 pub mod cohort_day;
 pub mod cohort_member;
+pub mod console_session;
 pub mod delivery;
 pub mod device;
 pub mod device_link_code;
