@@ -11,7 +11,7 @@ use poem::{
 };
 use uuid::Uuid;
 
-use super::{Context, Fields, check_csrf, error_page, layout, parse_id, see_other, signed_in};
+use super::{Context, Fields, error_page, layout, parse_id, see_other, signed_in};
 use crate::service::{
     Error, Role, Services,
     accounts::NewStaff,
@@ -156,8 +156,7 @@ pub async fn create_organisation(
     Data(services): Data<&Services>,
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     service!(
         ctx,
         services.create_organisation(&ctx.actor, fields.get("name").unwrap_or_default())
@@ -168,8 +167,7 @@ pub async fn create_organisation(
 #[handler]
 pub async fn create_user(req: &Request, body: Body, Data(services): Data<&Services>) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let role = match fields.get("role") {
         Some("admin") => Role::Admin,
         Some("trainer") => Role::Trainer,
@@ -194,8 +192,7 @@ pub async fn create_user(req: &Request, body: Body, Data(services): Data<&Servic
 #[handler]
 pub async fn create_cohort(req: &Request, body: Body, Data(services): Data<&Services>) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let id = |name: &'static str| -> Result<Uuid, Response> {
         fields
             .get(name)
@@ -289,8 +286,7 @@ pub async fn change_programme_texts(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let change = attempt!(texts_from(&ctx, &fields));
     service!(ctx, services.change_programme_texts(&ctx.actor, id, change));
     see_other(&format!("/console/admin/programmes/{id}#texts"))
@@ -305,8 +301,7 @@ pub async fn change_programme_rules(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let rules = attempt!(rules_from(&ctx, &fields));
     service!(
         ctx,
@@ -388,8 +383,7 @@ pub async fn change_cohort_texts(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let change = attempt!(texts_from(&ctx, &fields));
     service!(ctx, services.change_cohort_texts(&ctx.actor, id, change));
     see_other(&format!("/console/cohorts/{id}/settings#texts"))
@@ -404,8 +398,7 @@ pub async fn change_cohort_rules(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     // "Follow the programme" removes the cohort's own rules.
     let rules = if fields.get("follow_programme").is_some() {
         None
@@ -425,8 +418,7 @@ pub async fn add_trainer(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let trainer = attempt!(parse_id(
         ctx.lang,
         fields.get("trainer_id").unwrap_or_default()

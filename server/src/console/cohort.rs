@@ -12,9 +12,7 @@ use poem::{
 };
 use uuid::Uuid;
 
-use super::{
-    Context, Fields, check_csrf, error_page, layout, local, parse_id, see_other, signed_in, zone,
-};
+use super::{Context, Fields, error_page, layout, local, parse_id, see_other, signed_in, zone};
 use crate::service::{
     Role, Services,
     announcements::{AnnouncementView, NewAnnouncement},
@@ -390,8 +388,7 @@ pub async fn create_invites(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     // An unreadable count is the service's own "invalid_count".
     let count = fields
         .get("count")
@@ -480,8 +477,7 @@ pub async fn publish_announcement(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let parts = service!(ctx, services.get_cohort(&ctx.actor, id));
     let tz = zone(&parts.cohort.time_zone);
     let recipient_ids = match fields.get("recipient").filter(|value| !value.is_empty()) {
@@ -543,8 +539,7 @@ pub async fn cancel_announcement(
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
     let announcement = attempt!(parse_id(ctx.lang, &announcement));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    attempt!(Fields::posted(&ctx, req, body).await);
     service!(
         ctx,
         services.cancel_announcement(&ctx.actor, id, announcement)
@@ -561,8 +556,7 @@ pub async fn change_schedule(
 ) -> Response {
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    let fields = attempt!(Fields::posted(&ctx, req, body).await);
     let invalid = |field: &'static str| {
         error_page(
             ctx.lang,

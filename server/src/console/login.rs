@@ -8,8 +8,8 @@ use poem::{
 };
 
 use super::{
-    Fields, LOGIN_CSRF_COOKIE, Lang, SESSION_COOKIE, check_csrf, cookie, language, layout,
-    see_other, set_cookie, signed_in,
+    Fields, LOGIN_CSRF_COOKIE, Lang, SESSION_COOKIE, cookie, language, layout, see_other,
+    set_cookie, signed_in,
 };
 use crate::service::{self, Services, console::SESSION_HOURS, tokens::random_token};
 
@@ -161,11 +161,7 @@ pub async fn logout(req: &Request, body: Body, Data(services): Data<&Services>) 
         Ok(ctx) => ctx,
         Err(answer) => return answer,
     };
-    let fields = match Fields::read(req, body, ctx.lang).await {
-        Ok(fields) => fields,
-        Err(answer) => return answer,
-    };
-    if let Err(answer) = check_csrf(&ctx, &fields) {
+    if let Err(answer) = Fields::posted(&ctx, req, body).await {
         return answer;
     }
     if let Err(err) = services.console_logout(&ctx.actor).await {

@@ -190,7 +190,7 @@ pub async fn signed_in(req: &Request, services: &Services) -> Result<Context, Re
 }
 
 /// Checks a posted form's CSRF token against the session; a mismatch answers 403.
-pub fn check_csrf(ctx: &Context, form: &Fields) -> Result<(), Response> {
+fn check_csrf(ctx: &Context, form: &Fields) -> Result<(), Response> {
     if service::console::csrf_matches(&ctx.cookie, form.get("csrf").unwrap_or_default()) {
         Ok(())
     } else {
@@ -243,6 +243,13 @@ impl Fields {
             return Err(bad());
         }
         Ok(Self(fields))
+    }
+
+    /// A signed-in user's form: read, and refused (403) unless its CSRF token is this session's.
+    pub async fn posted(ctx: &Context, req: &Request, body: poem::Body) -> Result<Self, Response> {
+        let fields = Self::read(req, body, ctx.lang).await?;
+        check_csrf(ctx, &fields)?;
+        Ok(fields)
     }
 
     /// Every field, in the order posted.

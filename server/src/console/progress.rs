@@ -14,9 +14,7 @@ use poem::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    Context, Fields, check_csrf, error_page, layout, local, parse_id, see_other, signed_in, zone,
-};
+use super::{Context, Fields, error_page, layout, local, parse_id, see_other, signed_in, zone};
 use crate::service::{
     Services,
     progress::{AssignmentProgress, DeviceHealth, HarvestProgress, Nudge, Stretch},
@@ -271,8 +269,7 @@ pub async fn send_nudge(
     let ctx = attempt!(signed_in(req, services).await);
     let id = attempt!(parse_id(ctx.lang, &id));
     let user = attempt!(parse_id(ctx.lang, &user));
-    let fields = attempt!(Fields::read(req, body, ctx.lang).await);
-    attempt!(check_csrf(&ctx, &fields));
+    attempt!(Fields::posted(&ctx, req, body).await);
     service!(ctx, services.nudge(&ctx.actor, id, user));
     see_other(&format!("/console/cohorts/{id}/progress"))
 }
