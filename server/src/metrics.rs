@@ -41,7 +41,7 @@ pub struct Metrics {
 }
 
 /// Routes served outside the OpenAPI spec; the spec's own paths are added by `set_routes`.
-const FIXED_ROUTES: [&str; 10] = [
+const FIXED_ROUTES: [&str; 13] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -49,6 +49,9 @@ const FIXED_ROUTES: [&str; 10] = [
     "/v1/sync/push",
     "/v1/sync/pull",
     "/v1/sync/events",
+    "/v1/rxdb/events",
+    "/v1/rxdb/{collection}/pull",
+    "/v1/rxdb/{collection}/push",
     "/v1/attachments/{id}",
     "/v1/attachments/{id}/content",
     "/v1/attachments/{id}/finish",
@@ -284,6 +287,7 @@ mod tests {
             ("/v1/cohorts/not-a-uuid/invites", "/v1/cohorts/{id}/invites"),
             ("/v1/cohorts", "/v1/cohorts"),
             ("/v1/attachments/x/content", "/v1/attachments/{id}/content"),
+            ("/v1/rxdb/interviews/push", "/v1/rxdb/{collection}/push"),
             ("/docs/swagger-ui.css", "/docs"),
             (
                 "/console/cohorts/01a22b28-f1f7-764a-8c5a-d7f55fa3db96",

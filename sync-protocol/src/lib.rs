@@ -5,9 +5,10 @@
 //! and an *outbox* of mutations; when a connection is there it **pushes** the outbox and
 //! **pulls** what changed since its cursor. This crate is the protocol's specification and its
 //! pure parts: the wire types ([`wire`]), the hybrid logical clock ([`hlc`]), the field-level
-//! merge ([`merge`]), the collections and their validation ([`schema`]) and cursors
-//! ([`cursor`]). It does no I/O. `PROTOCOL.md` beside this crate explains the flow for app
-//! developers, with examples the server's tests check.
+//! merge ([`merge`]), the collections and their validation ([`schema`]), cursors
+//! ([`cursor`]) and the translation to RxDB's replication contract ([`rxdb`]). It does no I/O.
+//! `PROTOCOL.md` beside this crate explains the flow for app developers, with examples the
+//! server's tests check.
 //!
 //! ## Guarantees
 //! - **Nothing is lost or duplicated.** Every mutation has a client-chosen id; the server applies
@@ -25,6 +26,7 @@
 pub mod cursor;
 pub mod hlc;
 pub mod merge;
+pub mod rxdb;
 pub mod schema;
 pub mod wire;
 

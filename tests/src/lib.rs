@@ -449,9 +449,14 @@ pub struct LiveStream {
 impl LiveStream {
     /// Opens the stream on a server as the device with this access token.
     pub async fn open(client: &reqwest::Client, address: &str, token: &str) -> Self {
+        Self::open_at(client, &format!("{address}/v1/sync/events"), token).await
+    }
+
+    /// Opens an event stream at this URL (`/v1/sync/events`, `/v1/rxdb/events`).
+    pub async fn open_at(client: &reqwest::Client, url: &str, token: &str) -> Self {
         use futures_util::StreamExt;
         let response = client
-            .get(format!("{address}/v1/sync/events"))
+            .get(url)
             .bearer_auth(token)
             .header("veldwerk-protocol", "1")
             .send()
@@ -471,12 +476,18 @@ impl LiveStream {
     /// Waits (at most 10 s, then fails the test) for an event of this name, and returns what
     /// arrived up to it.
     pub async fn next_event(&mut self, name: &str) -> String {
+        self.next_containing(&format!("event: {name}")).await
+    }
+
+    /// Waits (at most 10 s, then fails the test) until what arrived contains `marker`, and
+    /// returns what arrived up to then.
+    pub async fn next_containing(&mut self, marker: &str) -> String {
         use futures_util::StreamExt;
-        let marker = format!("event: {name}");
+        let name = marker;
         let events = &mut self.events;
         let received = &mut self.received;
         tokio::time::timeout(Duration::from_secs(10), async {
-            while !received.contains(&marker) {
+            while !received.contains(marker) {
                 let chunk = events.next().await.expect("the stream stays open").unwrap();
                 received.push_str(&String::from_utf8_lossy(&chunk));
             }

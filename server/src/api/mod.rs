@@ -15,6 +15,7 @@ pub mod error;
 pub mod privacy;
 pub mod progress;
 pub mod push;
+pub mod rxdb;
 pub mod sync;
 pub mod types;
 
@@ -182,6 +183,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     });
     Route::new()
         .nest("/v1/sync", sync::routes())
+        .nest("/v1/rxdb", rxdb::routes())
         .nest("/v1/attachments", attachments::routes())
         .nest("/v1", api)
         .nest("/docs", docs)
@@ -200,9 +202,10 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
             if req.uri().path().starts_with("/v1/attachments/") {
                 return endpoint.call(req).await;
             }
-            // The sync push reads its mutations one by one and rejects a NUL in one of them
-            // alone (`invalid_field`); every other JSON body is refused whole.
-            let check_nul = !req.uri().path().starts_with("/v1/sync/");
+            // The sync pushes (native and RxDB) read their mutations one by one and reject a NUL
+            // in one of them alone (`invalid_field`); every other JSON body is refused whole.
+            let path = req.uri().path();
+            let check_nul = !(path.starts_with("/v1/sync/") || path.starts_with("/v1/rxdb/"));
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
             let announced = req

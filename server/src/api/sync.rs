@@ -79,7 +79,7 @@ fn version_parts(version: &str) -> Vec<u64> {
     parts
 }
 
-async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
+pub(super) async fn authenticate(req: &Request, services: &Services) -> poem::Result<Actor> {
     check_protocol(req, services.config().min_app_version.as_deref())?;
     bearer_actor(req, services).await
 }
@@ -119,27 +119,9 @@ async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Res
     let actor = authenticate(req, &services).await?;
     // A fair share: one participant's stalled or parallel pushes cannot fill the queue.
     let _own = services.admit_client_push(actor.user_id).map_err(failure)?;
-    // The body is read before a turn is taken, within a time limit, so that a client that
-    // announces a body and stalls holds no turn that other participants wait for.
-    let limit = Duration::from_secs(services.config().body_read_timeout_secs);
-    let max_body = services.config().max_body_bytes;
-    let bytes = tokio::time::timeout(limit, body.into_bytes_limit(max_body))
-        .await
-        .map_err(|_| super::body_too_slow(limit))?
-        .map_err(|err| match err {
-            poem::error::ReadBodyError::PayloadTooLarge => reject(error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body is larger than {max_body} bytes"),
-            )),
-            err => reject(error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                err.to_string(),
-            )),
-        })?;
+    let bytes = read_push_body(body, &services).await?;
     let _turn = services.admit_push().await;
-    let read = ReadPush::from_slice(&bytes).map_err(|err| {
+    let read = ReadPush::from_slice(bytes.as_ref()).map_err(|err| {
         reject(error_response(
             StatusCode::BAD_REQUEST,
             "invalid_body",
@@ -161,6 +143,32 @@ async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Res
     } = read;
     let response = services.push(&actor, request).await.map_err(failure)?;
     Ok(Json(ReadPush::answer(&unreadable, response)).into_response())
+}
+
+/// A push's body, read before a turn is taken and within a time limit, so that a client that
+/// announces a body and stalls holds no turn that other participants wait for.
+pub(super) async fn read_push_body(
+    body: Body,
+    services: &Services,
+) -> poem::Result<impl AsRef<[u8]>> {
+    let limit = Duration::from_secs(services.config().body_read_timeout_secs);
+    let max_body = services.config().max_body_bytes;
+    let bytes = tokio::time::timeout(limit, body.into_bytes_limit(max_body))
+        .await
+        .map_err(|_| super::body_too_slow(limit))?
+        .map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => reject(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {max_body} bytes"),
+            )),
+            err => reject(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                err.to_string(),
+            )),
+        })?;
+    Ok(bytes)
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,7 +233,34 @@ mod tests {
 /// streams: opening one more ends its oldest with `replaced` (do not reconnect that one).
 #[handler]
 async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
+    event_stream(req, &services, Pokes::Named).await
+}
+
+/// How a stream tells a device to pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pokes {
+    /// `ready` once, then `poke` events (the native protocol).
+    Named,
+    /// Unnamed messages whose data is `"RESYNC"`: what RxDB's `pull.stream$` takes.
+    Resync,
+}
+
+impl Pokes {
+    fn event(self, name: &'static str) -> Event {
+        match self {
+            Pokes::Named => Event::message("{}").event_type(name),
+            Pokes::Resync => Event::message("\"RESYNC\""),
+        }
+    }
+}
+
+/// The live stream of changes in the caller's scope (see `events`).
+pub(super) async fn event_stream(
+    req: &Request,
+    services: &Services,
+    pokes: Pokes,
+) -> poem::Result<Response> {
+    let actor = authenticate(req, services).await?;
     let (member, staff) = services.sync_scope(&actor).await.map_err(failure)?;
     let interest = Interest {
         user: actor.user_id,
@@ -235,7 +270,7 @@ async fn events(req: &Request, services: Data<&Services>) -> poem::Result<Respon
     };
     let open = OpenStream::new(services.clone(), actor.device_id);
     let receiver = services.subscribe_changes();
-    Ok(SSE::new(poke_stream(receiver, interest, open))
+    Ok(SSE::new(poke_stream(receiver, interest, open, pokes))
         .keep_alive(Duration::from_secs(15))
         .into_response())
 }
@@ -293,12 +328,10 @@ fn poke_stream(
     receiver: tokio::sync::broadcast::Receiver<Arc<ChangeNotice>>,
     interest: Interest,
     open: OpenStream,
+    pokes: Pokes,
 ) -> impl Stream<Item = Event> + Send + 'static {
-    let hello = stream::iter([
-        Event::retry(RECONNECT_AFTER_MS),
-        Event::message("{}").event_type("ready"),
-    ]);
-    let pokes = stream::unfold(Some((receiver, interest, open)), |state| async move {
+    let hello = stream::iter([Event::retry(RECONNECT_AFTER_MS), pokes.event("ready")]);
+    let pokes = stream::unfold(Some((receiver, interest, open)), move |state| async move {
         let (mut receiver, interest, open) = state?;
         loop {
             let received = tokio::select! {
@@ -325,10 +358,7 @@ fn poke_stream(
                 Err(RecvError::Closed) => return None,
             }
         }
-        Some((
-            Event::message("{}").event_type("poke"),
-            Some((receiver, interest, open)),
-        ))
+        Some((pokes.event("poke"), Some((receiver, interest, open))))
     });
     hello.chain(pokes).boxed()
 }

@@ -20,6 +20,7 @@ mod progress;
 mod protocol_doc;
 mod push;
 mod replicas;
+mod rxdb;
 mod sync;
 mod sync_edges;
 mod sync_faults;

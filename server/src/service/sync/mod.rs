@@ -9,6 +9,7 @@
 mod notices;
 mod pull;
 mod push;
+mod rxdb;
 
 use std::collections::BTreeMap;
 

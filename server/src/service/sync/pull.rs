@@ -233,7 +233,7 @@ struct PullScope<'a> {
 }
 
 /// A stored record as a change to send, taken apart rather than copied: pages carry thousands.
-fn put(record: StoredRecord, actor: &Actor) -> Change {
+pub(super) fn put(record: StoredRecord, actor: &Actor) -> Change {
     let mut fields = BTreeMap::new();
     let mut clocks = BTreeMap::new();
     let mut deleted = false;
