@@ -4,16 +4,16 @@
 //! `replicateRxCollection` handlers. Same headers, authentication and errors as `/v1/sync`.
 
 use poem::{
-    Body, FromRequest, IntoResponse, Request, Response, Route, get, handler,
+    Body, IntoResponse, Request, Response, Route, get, handler,
     http::StatusCode,
     post,
-    web::{Data, Json, Path, Query},
+    web::{Data, Json, Path},
 };
 use serde::Deserialize;
 use veldwerk_sync_protocol::rxdb::{PushRow, row_id};
 
 use super::error::error_response;
-use super::sync::{Pokes, authenticate, event_stream, failure, read_push_body, reject};
+use super::sync::{Pokes, authenticate, event_stream, failure, read_push_body, read_query, reject};
 use crate::service::Services;
 
 /// The RxDB routes, to nest under `/v1/rxdb`.
@@ -40,15 +40,7 @@ async fn pull(
     services: Data<&Services>,
 ) -> poem::Result<Response> {
     let actor = authenticate(req, &services).await?;
-    let Query(params) = Query::<PullParams>::from_request_without_body(req)
-        .await
-        .map_err(|err| {
-            reject(error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                err.to_string(),
-            ))
-        })?;
+    let params: PullParams = read_query(req).await?;
     let answer = services
         .rxdb_pull(
             &actor,

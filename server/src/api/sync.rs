@@ -182,10 +182,9 @@ struct PullParams {
     outbox_oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[handler]
-async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
-    let actor = authenticate(req, &services).await?;
-    let Query(params) = Query::<PullParams>::from_request_without_body(req)
+/// A request's query string as `T`, or 400 `invalid_parameter` saying what is wrong with it.
+pub(super) async fn read_query<T: serde::de::DeserializeOwned>(req: &Request) -> poem::Result<T> {
+    let Query(params) = Query::<T>::from_request_without_body(req)
         .await
         .map_err(|err| {
             reject(error_response(
@@ -194,6 +193,13 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
                 err.to_string(),
             ))
         })?;
+    Ok(params)
+}
+
+#[handler]
+async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response> {
+    let actor = authenticate(req, &services).await?;
+    let params: PullParams = read_query(req).await?;
     let response = services
         .pull(&actor, params.cursor.as_deref(), params.limit)
         .await
