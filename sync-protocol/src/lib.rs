@@ -6,7 +6,8 @@
 //! **pulls** what changed since its cursor. This crate is the protocol's specification and its
 //! pure parts: the wire types ([`wire`]), the hybrid logical clock ([`hlc`]), the field-level
 //! merge ([`merge`]), the collections and their validation ([`schema`]), cursors
-//! ([`cursor`]) and the translation to RxDB's replication contract ([`rxdb`]). It does no I/O.
+//! ([`cursor`]) and the translations to RxDB's replication contract ([`rxdb`]) and to
+//! WatermelonDB's sync contract ([`watermelon`]). It does no I/O.
 //! `PROTOCOL.md` beside this crate explains the flow for app developers, with examples the
 //! server's tests check.
 //!
@@ -28,6 +29,7 @@ pub mod hlc;
 pub mod merge;
 pub mod rxdb;
 pub mod schema;
+pub mod watermelon;
 pub mod wire;
 
 pub use hlc::{Clock, Hlc};

@@ -18,6 +18,7 @@ pub mod push;
 pub mod rxdb;
 pub mod sync;
 pub mod types;
+pub mod watermelon;
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, http::StatusCode,
@@ -184,6 +185,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     Route::new()
         .nest("/v1/sync", sync::routes())
         .nest("/v1/rxdb", rxdb::routes())
+        .nest("/v1/watermelon", watermelon::routes())
         .nest("/v1/attachments", attachments::routes())
         .nest("/v1", api)
         .nest("/docs", docs)
@@ -202,10 +204,13 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
             if req.uri().path().starts_with("/v1/attachments/") {
                 return endpoint.call(req).await;
             }
-            // The sync pushes (native and RxDB) read their mutations one by one and reject a NUL
-            // in one of them alone (`invalid_field`); every other JSON body is refused whole.
+            // The sync pushes (native, RxDB, WatermelonDB) read their mutations one by one and
+            // reject a NUL in one of them alone (`invalid_field`); every other JSON body is
+            // refused whole.
             let path = req.uri().path();
-            let check_nul = !(path.starts_with("/v1/sync/") || path.starts_with("/v1/rxdb/"));
+            let check_nul = !["/v1/sync/", "/v1/rxdb/", "/v1/watermelon/"]
+                .iter()
+                .any(|prefix| path.starts_with(prefix));
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
             let announced = req

@@ -28,3 +28,4 @@ mod sync_model;
 mod texts;
 mod tus;
 mod upload_faults;
+mod watermelon;

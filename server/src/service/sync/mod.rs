@@ -10,6 +10,7 @@ mod notices;
 mod pull;
 mod push;
 mod rxdb;
+mod watermelon;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ use crate::store::{
 pub use self::{
     notices::ChangeNotice,
     pull::{PageBound, page_bound},
+    watermelon::WatermelonPushAnswer,
 };
 
 /// How far ahead of the server's clock a device's clock may claim to be. A phone set to next

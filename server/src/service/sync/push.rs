@@ -30,6 +30,19 @@ impl Services {
     /// applied at most once: a mutation id seen before answers its first result.
     #[tracing::instrument(skip_all, fields(user.id = %actor.user_id, mutations = request.mutations.len()))]
     pub async fn push(&self, actor: &Actor, request: PushRequest) -> Result<PushResponse> {
+        self.push_unchanged_since(actor, request, None).await
+    }
+
+    /// [`Services::push`], refused as a whole with `changed_since_pull` when `since` is given and
+    /// a record a new mutation writes, that the caller can see, has a version after it: the
+    /// check WatermelonDB's contract asks for, made inside the push's transaction so that no
+    /// write can slip in between. A mutation applied before (a replay) is no conflict.
+    pub(crate) async fn push_unchanged_since(
+        &self,
+        actor: &Actor,
+        request: PushRequest,
+        since: Option<i64>,
+    ) -> Result<PushResponse> {
         if request.mutations.len() > MAX_BATCH {
             return Err(Error::Invalid {
                 code: "batch_too_large",
@@ -74,6 +87,27 @@ impl Services {
             }));
             for record in store::find_records(&txn, spec, &ids).await? {
                 records.insert((spec.name, record.id), record);
+            }
+        }
+        if let Some(since) = since {
+            let changed = request.mutations.iter().find(|mutation| {
+                !known.contains_key(&mutation.id)
+                    && records
+                        .get(&(mutation_spec_name(mutation), mutation.record_id))
+                        .is_some_and(|record| {
+                            record.version > since
+                                && (record.owner_id == actor.user_id
+                                    || shared_counterpart(record) == Some(actor.user_id))
+                        })
+            });
+            if let Some(mutation) = changed {
+                return Err(Error::conflict(
+                    "changed_since_pull",
+                    format!(
+                        "{} {} changed on the server after your last pull; pull, then push again",
+                        mutation.collection, mutation.record_id
+                    ),
+                ));
             }
         }
         // Who could see each feedback exercise before this batch, to evict those who lose it.
@@ -685,4 +719,10 @@ fn check_record_rules(
         ));
     }
     Ok(())
+}
+
+/// The static name of a mutation's collection, to look it up among the loaded records (an
+/// unknown collection matches nothing).
+fn mutation_spec_name(mutation: &Mutation) -> &'static str {
+    schema::collection(&mutation.collection).map_or("", |spec| spec.name)
 }
