@@ -169,7 +169,10 @@ async fn print_openapi() -> anyhow::Result<()> {
     config.database_url = "sqlite::memory:".to_owned();
     let db = store::connect(&config.database_url).await?;
     let services = Services::new(db, config)?;
-    println!("{}", api::openapi(services).spec());
+    println!(
+        "{}",
+        api::sync_spec::merge_into(&api::openapi(services).spec())
+    );
     Ok(())
 }
 

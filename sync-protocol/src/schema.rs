@@ -28,6 +28,8 @@ pub enum FieldType {
     Integer { min: i64, max: i64 },
     /// A SHA-256 digest: 64 lowercase hexadecimal characters.
     Sha256,
+    /// A local time of day, `HH:MM:SS` (the cohort's time zone), in read-only collections.
+    LocalTime,
 }
 
 /// One field of a collection.
@@ -259,6 +261,78 @@ pub const COLLECTIONS: &[CollectionSpec] = &[
 pub const READ_ONLY_COLLECTIONS: &[&str] =
     &["cohorts", "cohort_days", "assignments", "announcements"];
 
+/// Text the server bounds elsewhere (or not at all).
+const ANY_TEXT: FieldType = FieldType::Text {
+    max_chars: usize::MAX,
+};
+
+const fn sent(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        server_written: true,
+        ..required(name, ty)
+    }
+}
+
+/// What the read-only collections' records hold, in the order of [`READ_ONLY_COLLECTIONS`]:
+/// every field is the server's and always present. The server's pull writes exactly these
+/// (its tests check that they agree), and the OpenAPI document describes them from here.
+pub const READ_ONLY_SPECS: &[CollectionSpec] = &[
+    CollectionSpec {
+        name: "cohorts",
+        identity: Identity::ClientGenerated,
+        fields: &[
+            sent("name", ANY_TEXT),
+            sent("organisation_id", FieldType::Uuid),
+            sent("programme_id", FieldType::Uuid),
+            sent("time_zone", ANY_TEXT),
+        ],
+    },
+    CollectionSpec {
+        name: "cohort_days",
+        identity: Identity::ClientGenerated,
+        fields: &[
+            sent("day_number", FieldType::Integer { min: 1, max: 99 }),
+            sent("title", SHORT),
+            sent("description", MEDIUM),
+            sent("date", FieldType::Date),
+            sent("starts_at", FieldType::LocalTime),
+            sent("ends_at", FieldType::LocalTime),
+            sent("location", ANY_TEXT),
+            sent("starts_at_utc", FieldType::Timestamp),
+        ],
+    },
+    CollectionSpec {
+        name: "assignments",
+        identity: Identity::ClientGenerated,
+        fields: &[
+            sent("after_day", FieldType::Integer { min: 1, max: 99 }),
+            sent("due_day", FieldType::Integer { min: 1, max: 99 }),
+            sent(
+                "kind",
+                FieldType::Choice(&[
+                    "assignment",
+                    "apply_in_work",
+                    "interview",
+                    "harvest_presentation",
+                ]),
+            ),
+            sent("title", SHORT),
+            sent("description", MEDIUM),
+        ],
+    },
+    CollectionSpec {
+        name: "announcements",
+        identity: Identity::ClientGenerated,
+        fields: &[
+            sent("author_id", FieldType::Uuid),
+            sent("title", ANY_TEXT),
+            sent("body", MEDIUM),
+            sent("published_at", FieldType::Timestamp),
+            sent("to_whole_cohort", FieldType::Bool),
+        ],
+    },
+];
+
 /// Finds a writable collection by name.
 pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
     COLLECTIONS.iter().find(|spec| spec.name == name)
@@ -422,6 +496,12 @@ impl FieldSpec {
                         self.name
                     )));
                 }
+            }
+            FieldType::LocalTime => {
+                value
+                    .as_str()
+                    .and_then(|text| chrono::NaiveTime::parse_from_str(text, "%H:%M:%S").ok())
+                    .ok_or_else(|| invalid(format!("{} must be a time, HH:MM:SS", self.name)))?;
             }
             FieldType::Sha256 => {
                 let text = value.as_str().unwrap_or_default();

@@ -20,6 +20,7 @@ pub mod client;
 pub mod fcm_mock;
 pub mod loadgen;
 pub mod seed;
+pub mod spec_check;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "VELDWERK_TEST_POSTGRES_URL";

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod push;
 pub mod rxdb;
 pub mod sync;
+pub mod sync_spec;
 pub mod types;
 pub mod watermelon;
 
@@ -150,10 +151,10 @@ pub fn openapi(services: Services) -> OpenApiService<Apis, ()> {
         .description(
             "The backend of the Urban Professional learning app: accounts and devices, \
              municipalities, programmes, cohorts and invites. Every error answers \
-             `{\"code\", \"message\", \"details\"}` with a stable `code`. The sync endpoints \
-             (`/v1/sync/push`, `/v1/sync/pull`, `/v1/sync/events`) and the attachment byte \
-             endpoints (`/v1/attachments/{id}`, `/content` as a tus 1.0 upload, `/finish`) \
-             are specified in the sync protocol document, `sync-protocol/PROTOCOL.md`.",
+             `{\"code\", \"message\", \"details\"}` with a stable `code`. The sync operations \
+             (push, pull, live pokes) and attachments (tus 1.0 uploads, downloads) are here \
+             with every collection's record as its own schema; the sync protocol document, \
+             `sync-protocol/PROTOCOL.md`, explains the flow.",
         )
         .server("/v1")
 }
@@ -164,8 +165,17 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     let body_timeout = std::time::Duration::from_secs(services.config().body_read_timeout_secs);
     let api = openapi(services.clone());
     services.metrics().set_routes(route_templates(&api.spec()));
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    // The document poem-openapi generates, with the sync and attachment operations added, both
+    // at `/openapi.json` and in the Swagger UI (which embeds the document it is given).
+    let generated = api.spec();
+    let document = sync_spec::merge_into(&generated);
+    let docs_html = api.swagger_ui_html().replacen(&generated, &document, 1);
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(document.clone())
+    });
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
     let cors = (!services.config().cors_allowed_origins.is_empty()).then(|| {
         poem::middleware::Cors::new()
             .allow_origins(services.config().cors_allowed_origins.iter().cloned())

@@ -345,7 +345,10 @@ fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<Store
             continue;
         };
         let value = match field.ty {
-            FieldType::Text { .. } | FieldType::Choice(_) | FieldType::Sha256 => row
+            FieldType::Text { .. }
+            | FieldType::Choice(_)
+            | FieldType::Sha256
+            | FieldType::LocalTime => row
                 .try_get::<Option<String>>("", field.name)?
                 .map(Value::from),
             FieldType::Bool => row
@@ -459,9 +462,10 @@ fn to_json(value: &impl serde::Serialize) -> Result<Value, DbErr> {
 /// A validated JSON field value as the column's SQL type.
 fn sql_value(ty: FieldType, value: &Value) -> SqlValue {
     match ty {
-        FieldType::Text { .. } | FieldType::Choice(_) | FieldType::Sha256 => {
-            value.as_str().map(str::to_owned).into()
-        }
+        FieldType::Text { .. }
+        | FieldType::Choice(_)
+        | FieldType::Sha256
+        | FieldType::LocalTime => value.as_str().map(str::to_owned).into(),
         FieldType::Integer { .. } => value.as_i64().into(),
         FieldType::Bool => value.as_bool().into(),
         FieldType::Date => value

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use veldwerk_sync_protocol::{Clock, PushResponse};
-use veldwerk_tests::db_test;
+use veldwerk_tests::{db_test, spec_check::assert_fits};
 
 use crate::sync::{phone, tablet};
 
@@ -88,6 +88,8 @@ fn assert_matches(doc: &Value, actual: &Value, bound: &mut BTreeMap<String, Valu
 
 db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) {
     let examples = examples();
+    // Each documented exchange must also fit the OpenAPI document's schemas.
+    let spec = crate::openapi::served_spec(&app).await;
     let (mut phone, cohort, _) = phone(&app, "Sanne").await;
     phone.pull().await.unwrap();
     let cursor = phone.cursor.clone().unwrap();
@@ -122,6 +124,8 @@ db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) 
         .map(|(name, value)| (name.trim_matches(['<', '>']).to_owned(), value.clone()))
         .collect();
     assert_matches(&examples["push-response"], &answer, &mut bound, "push-response");
+    assert_fits(&spec, "SyncPushRequest", &request);
+    assert_fits(&spec, "SyncPushResponse", &answer);
 
     // Pull from before the push: the documented page.
     let reply = app
@@ -136,6 +140,7 @@ db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) 
     let page: Value = reply.json().await.unwrap();
     bound.insert("user id".into(), json!(phone.user_id));
     assert_matches(&examples["pull-response"], &page, &mut bound, "pull-response");
+    assert_fits(&spec, "SyncPullResponse", &page);
 
     // A conflict: the phone edits offline first, the tablet later but pushes first.
     let interview: Uuid = serde_json::from_value(bound["interview id"].clone()).unwrap();
@@ -150,17 +155,20 @@ db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) 
     let answer: PushResponse = phone.send_batch(&phone.outbox.clone()).await.unwrap();
     let result = serde_json::to_value(&answer.results[0]).unwrap();
     assert_matches(&examples["conflict-result"], &result, &mut BTreeMap::new(), "conflict-result");
+    assert_fits(&spec, "SyncMutationResult", &result);
     phone.outbox.clear();
 
     // The owner pulls the record with its conflict...
     let page = pull_since(&app, &phone, &cursor_of(&phone)).await;
     assert_matches(&examples["conflicted-record"], &page["changes"][0], &mut bound, "conflicted-record");
+    assert_fits(&spec, "SyncChange", &page["changes"][0]);
     let kept_clock = page["changes"][0]["conflicts"][0]["kept_clock"].clone();
     phone.apply_page(serde_json::from_value(page).unwrap()).unwrap();
     // ...and settles it by writing the field over the value the record holds.
     phone.write("interviews", interview, None, json!({ "notes": "Versie van de telefoon" }));
     let dismissal = serde_json::to_value(&phone.outbox[0]).unwrap();
     assert_matches(&examples["dismiss-conflict"], &dismissal, &mut bound, "dismiss-conflict");
+    assert_fits(&spec, "SyncMutation", &dismissal);
     assert_eq!(dismissal["base"]["notes"], kept_clock);
     let before = cursor_of(&phone);
     phone.push().await.unwrap();
@@ -174,6 +182,7 @@ db_test!(async fn the_protocol_documents_examples_are_what_the_server_does(app) 
     phone.push().await.unwrap();
     let page = pull_since(&app, &tablet, &before).await;
     assert_matches(&examples["tombstone"], &page["changes"][0], &mut bound, "tombstone");
+    assert_fits(&spec, "SyncPullResponse", &page);
 });
 
 fn cursor_of(device: &veldwerk_tests::client::Device) -> String {
