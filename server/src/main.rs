@@ -171,7 +171,7 @@ async fn print_openapi() -> anyhow::Result<()> {
     let services = Services::new(db, config)?;
     println!(
         "{}",
-        api::sync_spec::merge_into(&api::openapi(services).spec())
+        api::document::complete(&api::openapi(services).spec())
     );
     Ok(())
 }

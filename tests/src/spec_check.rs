@@ -14,6 +14,13 @@ pub fn violations(spec: &Value, name: &str, value: &Value) -> Vec<String> {
     found
 }
 
+/// Every way `value` breaks `schema` (which may refer to the document's components).
+pub fn violations_of(spec: &Value, schema: &Value, value: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    check(spec, schema, value, "value", &mut found);
+    found
+}
+
 /// Panics with every violation when `value` does not fit the component schema `name`.
 pub fn assert_fits(spec: &Value, name: &str, value: &Value) {
     let found = violations(spec, name, value);

@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod auth;
 pub mod catalog;
 pub mod cohorts;
+pub mod document;
 pub mod edge;
 pub mod error;
 pub mod privacy;
@@ -168,7 +169,7 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
     // The document poem-openapi generates, with the sync and attachment operations added, both
     // at `/openapi.json` and in the Swagger UI (which embeds the document it is given).
     let generated = api.spec();
-    let document = sync_spec::merge_into(&generated);
+    let document = document::complete(&generated);
     let docs_html = api.swagger_ui_html().replacen(&generated, &document, 1);
     let spec = poem::endpoint::make_sync(move |_| {
         Response::builder()

@@ -1,12 +1,12 @@
 //! What trainers follow between the days: a cohort's progress and sync health, a participant's
 //! work (read-only), and a nudge. The console shows the same through the same services.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiTags, auth::BearerAuth, error::ApiError};
+use super::{ApiTags, auth::BearerAuth, error::ApiError, types::LocalDate};
 use crate::service::{
     Services,
     progress::{CohortProgress, Nudge, ParticipantWork},
@@ -26,10 +26,10 @@ pub struct StretchView {
     pub due_day: i32,
     /// The date of `after_day`.
     #[oai(skip_serializing_if_is_none)]
-    pub from: Option<NaiveDate>,
+    pub from: Option<LocalDate>,
     /// The date of `due_day`.
     #[oai(skip_serializing_if_is_none)]
-    pub until: Option<NaiveDate>,
+    pub until: Option<LocalDate>,
 }
 
 /// Where a participant stands on one assignment.
@@ -149,8 +149,8 @@ impl From<CohortProgress> for CohortProgressView {
                     kind: s.assignment.kind,
                     after_day: s.assignment.after_day,
                     due_day: s.assignment.due_day,
-                    from: s.from,
-                    until: s.until,
+                    from: s.from.map(LocalDate),
+                    until: s.until.map(LocalDate),
                 })
                 .collect(),
             participants: progress

@@ -243,6 +243,11 @@ const RATE_LIMITED: (&str, &str) = (
     "`rate_limited`: too many requests; `Retry-After` says how many seconds to wait.",
 );
 
+const INTERNAL: (&str, &str) = (
+    "500",
+    "`internal`: an unexpected failure on the server; it has been logged. Retry later.",
+);
+
 fn protocol_headers() -> Value {
     json!([
         {"name": "veldwerk-protocol", "in": "header", "required": true,
@@ -270,6 +275,7 @@ fn paths() -> Map<String, Value> {
     let mut push_errors = errors(&[
         ("400", "`invalid_body`: the body is not a push."),
         UNAUTHENTICATED,
+        INTERNAL,
         ("413", "`body_too_large`."),
         ("415", "`unsupported_media_type`: send `application/json`."),
         (
@@ -314,6 +320,7 @@ fn paths() -> Map<String, Value> {
             "`invalid_parameter`: a query parameter that is not one of these, or of the wrong type.",
         ),
         UNAUTHENTICATED,
+        INTERNAL,
         (
             "410",
             "`reset_required`: the cursor is older than the kept deletions; pull again from the beginning, keeping the outbox.",
@@ -357,7 +364,7 @@ fn paths() -> Map<String, Value> {
         "responses": pull_errors,
     }}));
 
-    let mut event_errors = errors(&[UNAUTHENTICATED, PROTOCOL]);
+    let mut event_errors = errors(&[UNAUTHENTICATED, INTERNAL, PROTOCOL]);
     event_errors.insert("200".into(), json!({
         "description": "Server-sent events: `event: poke` when something in the caller's scope changed (pull then), `event: device_wiped` before the stream ends for a wiped device.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -379,6 +386,7 @@ fn paths() -> Map<String, Value> {
     let mut metadata = errors(&[
         ("400", "`invalid_parameter`: the id is not a UUID."),
         UNAUTHENTICATED,
+        INTERNAL,
         (
             "404",
             "`not_found`: no such attachment, or not the caller's to see.",
@@ -402,6 +410,7 @@ fn paths() -> Map<String, Value> {
     let mut download = errors(&[
         ("400", "`invalid_parameter`."),
         UNAUTHENTICATED,
+        INTERNAL,
         ("404", "`not_found`."),
         (
             "409",
@@ -417,6 +426,7 @@ fn paths() -> Map<String, Value> {
     let mut head = errors(&[
         ("400", "`invalid_parameter`: the id is not a UUID."),
         UNAUTHENTICATED,
+        INTERNAL,
         ("404", "`not_found`."),
     ]);
     head.insert("200".into(), json!({"description": "Where the upload stands (tus `HEAD`).",
@@ -428,6 +438,7 @@ fn paths() -> Map<String, Value> {
             "`invalid_parameter`, `invalid_offset` (send `Upload-Offset`), `invalid_checksum`, `checksum_algorithm_not_supported` (use `sha256`), `body_incomplete` (the body ended early; `Upload-Offset` says what the server has).",
         ),
         UNAUTHENTICATED,
+        INTERNAL,
         (
             "403",
             "`forbidden`: only the attachment's owner uploads it.",
@@ -514,6 +525,7 @@ fn paths() -> Map<String, Value> {
     let mut finish = errors(&[
         ("400", "`invalid_parameter`."),
         UNAUTHENTICATED,
+        INTERNAL,
         (
             "403",
             "`forbidden`: only the attachment's owner uploads it.",
@@ -714,6 +726,19 @@ fn schemas() -> Map<String, Value> {
         json!({
             "type": "object",
             "description": "An attachment as its owner (or a trainer of its cohort) sees it.",
+            "example": {
+                "id": "0190a0e1-7c1e-7000-8000-0000000000b1",
+                "owner_id": "0190a0e1-7c1e-7000-8000-0000000000d1",
+                "cohort_id": "0190a0e1-7c1e-7000-8000-0000000000c0",
+                "parent_collection": "interviews",
+                "parent_id": "0190a0e1-7c1e-7000-8000-0000000000a1",
+                "file_name": "whiteboard.jpg",
+                "content_type": "image/jpeg",
+                "size": 734_003,
+                "sha256": "9f2c4b1e8a7d6c5b4a3928171605f4e3d2c1b0a9f8e7d6c5b4a3928171605f4e",
+                "state": "pending",
+                "received": 262_144,
+            },
             "required": ["id", "owner_id", "cohort_id", "parent_collection", "parent_id",
                          "file_name", "content_type", "size", "sha256", "state", "received"],
             "properties": attachment_properties,
@@ -722,11 +747,8 @@ fn schemas() -> Map<String, Value> {
     schemas
 }
 
-/// The document poem-openapi generated with the sync and attachment operations added.
-pub fn merge_into(spec: &str) -> String {
-    let Ok(mut document) = serde_json::from_str::<Value>(spec) else {
-        return spec.to_owned();
-    };
+/// Adds the sync and attachment operations, their schemas and tags to the document.
+pub fn add_to(document: &mut Value) {
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         paths.extend(self::paths());
     }
@@ -740,5 +762,4 @@ pub fn merge_into(spec: &str) -> String {
         tags.push(json!({"name": "Sync", "description": "The offline sync protocol: push, pull, live pokes (PROTOCOL.md)."}));
         tags.push(json!({"name": "Attachments", "description": "Files of records: tus 1.0 uploads and downloads (PROTOCOL.md, \"Attachments\")."}));
     }
-    serde_json::to_string_pretty(&document).unwrap_or_else(|_| spec.to_owned())
 }

@@ -10,7 +10,12 @@ use uuid::Uuid;
 use veldwerk_sync_protocol::schema::{
     COLLECTIONS, READ_ONLY_SPECS, assignment_record_id, cohort_record_id, user_record_id,
 };
-use veldwerk_tests::{TestApp, client::Device, db_test, spec_check::assert_fits};
+use veldwerk_tests::{
+    TestApp,
+    client::Device,
+    db_test,
+    spec_check::{assert_fits, violations_of},
+};
 
 use crate::{
     attachments::declare,
@@ -178,4 +183,90 @@ db_test!(async fn every_collection_has_its_own_schemas_and_unions_name_them_all(
     // The interactive docs show the same document.
     let docs = app.client.get(format!("{}/docs", app.address)).send().await.unwrap().text().await.unwrap();
     assert!(docs.contains("syncPush") && docs.contains("SyncInterviewsMutation"));
+});
+
+/// The JSON media type of a request or answer (poem-openapi names it with its charset).
+fn json_media(content: &Value) -> Option<&Value> {
+    content
+        .as_object()?
+        .iter()
+        .find(|(name, _)| name.starts_with("application/json"))
+        .map(|(_, media)| media)
+}
+
+/// The example a JSON request or answer shows: on its media type, or on its schema (an array's
+/// on its items' schema), with the schema it must fit.
+fn example_of<'a>(spec: &'a Value, media: &'a Value) -> Option<(&'a Value, &'a Value)> {
+    let schema = &media["schema"];
+    if let Some(example) = media.get("example") {
+        return Some((example, schema));
+    }
+    let resolve = |schema: &'a Value| match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => spec.pointer(reference.trim_start_matches('#')).unwrap(),
+        None => schema,
+    };
+    let own = resolve(schema);
+    if let Some(example) = own.get("example") {
+        return Some((example, own));
+    }
+    let items = resolve(own.get("items")?);
+    Some((items.get("example")?, items))
+}
+
+db_test!(async fn every_operation_shows_an_example_request_and_answer_that_fit(app) {
+    let spec = served_spec(&app).await;
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let name = format!("{} {path}", method.to_uppercase());
+            let mut media = Vec::new();
+            if let Some(body) = json_media(&operation["requestBody"]["content"]) {
+                media.push(("request", body));
+            }
+            for (status, answer) in operation["responses"].as_object().unwrap() {
+                if let Some(body) = json_media(&answer["content"])
+                    && status.starts_with('2')
+                {
+                    media.push(("answer", body));
+                }
+            }
+            for (what, body) in media {
+                let (example, schema) = example_of(&spec, body)
+                    .unwrap_or_else(|| panic!("{name}: its {what} has no example"));
+                let found = violations_of(&spec, schema, example);
+                assert!(found.is_empty(), "{name}: its {what} example does not fit:\n{}", found.join("\n"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "{checked} examples");
+});
+
+db_test!(async fn operations_list_the_errors_they_can_give_and_not_others(app) {
+    let spec = served_spec(&app).await;
+    let statuses = |path: &str, method: &str| -> BTreeSet<String> {
+        spec["paths"][path][method]["responses"].as_object().unwrap().keys().cloned().collect()
+    };
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let listed = statuses(path, method);
+            assert!(!listed.contains("405"), "{method} {path}: a declared operation never answers 405");
+            if operation.get("requestBody").is_none() {
+                assert!(!listed.contains("415"), "{method} {path} has no body to refuse");
+            }
+            if method != "options" {
+                assert!(listed.contains("401"), "{method} {path}: {listed:?}");
+            }
+        }
+    }
+    let list = statuses("/cohorts", "get");
+    for status in ["404", "409", "410", "413", "429"] {
+        assert!(!list.contains(status), "GET /cohorts cannot answer {status}");
+    }
+    let enrol = statuses("/auth/enrol", "post");
+    for status in ["404", "409", "410", "429"] {
+        assert!(enrol.contains(status), "enrolling can answer {status}");
+    }
+    assert!(!enrol.contains("403"));
+    assert!(statuses("/sync/pull", "get").contains("410"), "reset_required");
 });
