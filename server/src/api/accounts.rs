@@ -317,6 +317,9 @@ impl AccountsApi {
     }
 
     /// The caller's account
+    ///
+    /// Who the access token belongs to: id, role, name, email and, for participants, their
+    /// municipality.
     #[oai(
         path = "/me",
         method = "get",

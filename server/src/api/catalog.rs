@@ -249,6 +249,8 @@ impl CatalogApi {
     }
 
     /// Read an organisation
+    ///
+    /// A municipality the caller may see.
     #[oai(
         path = "/organisations/:id",
         method = "get",

@@ -406,6 +406,9 @@ impl CohortsApi {
     }
 
     /// Read a cohort's schedule and between-day work
+    ///
+    /// Its six days (date, local times, place, texts) and its between-day assignments with their
+    /// deadlines, for anyone who may see the cohort (its members, its trainers, admins).
     #[oai(
         path = "/cohorts/:id",
         method = "get",
@@ -487,6 +490,9 @@ impl CohortsApi {
     }
 
     /// List a cohort's trainers and participants
+    ///
+    /// Each member's id, name, role and joining date, for anyone who may see the cohort;
+    /// participants do not see email addresses.
     #[oai(
         path = "/cohorts/:id/members",
         method = "get",

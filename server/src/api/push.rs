@@ -188,6 +188,8 @@ impl PushApi {
     }
 
     /// Stop push notifications to this device
+    ///
+    /// Forgets this device's push token; its other registrations (other devices) stay.
     #[oai(
         path = "/me/push-device",
         method = "delete",
@@ -200,6 +202,8 @@ impl PushApi {
     }
 
     /// A cohort's reminder rules
+    ///
+    /// Its own rules if it has them, else its programme's, and which of the two applies.
     #[oai(
         path = "/cohorts/:id/reminder-rules",
         method = "get",
@@ -248,6 +252,8 @@ impl PushApi {
     }
 
     /// Return a cohort to its programme's reminder rules
+    ///
+    /// Drops the cohort's own rules and replans its reminders by the programme's.
     #[oai(
         path = "/cohorts/:id/reminder-rules",
         method = "delete",
