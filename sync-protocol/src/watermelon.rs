@@ -51,12 +51,20 @@ pub struct TableChanges {
 /// WatermelonDB's `changes` object: per table name.
 pub type Changes = BTreeMap<String, TableChanges>;
 
+/// Most changes one pull answers by default, and at most: a bound on the answer's size (about
+/// 30 MB of 2.8 KB interviews). WatermelonDB has no pages; an answer cut here is a consistent
+/// prefix (every change up to `timestamp`), and `has_more` tells the app to sync again.
+pub const MAX_PULL_CHANGES: usize = 10_000;
+
 /// The answer to `pullChanges`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullAnswer {
     pub changes: Changes,
     /// The version read up to; the next pull's `lastPulledAt`.
     pub timestamp: i64,
+    /// More changes wait after `timestamp`: call `synchronize()` again. WatermelonDB itself
+    /// ignores this key.
+    pub has_more: bool,
 }
 
 /// What a push could not apply, per table: WatermelonDB's `experimentalRejectedIds` keeps these

@@ -47,35 +47,48 @@ const schema = appSchema({
   ],
 });
 
-// The two handlers an app writes: one fetch each. `beforePush` lets the test act between this
-// device's pull and its push.
+// The two handlers an app writes: one fetch each, and another sync while the server says it
+// has more (answers are cut at `limit` changes; a small one here, so that the first sync of 200
+// interviews takes several). `beforePush` lets the test act once between a pull and its push.
+const LIMIT = 40;
+
 async function sync(database, token, beforePush) {
   const headers = {
     authorization: `Bearer ${token}`,
     'veldwerk-protocol': '1',
     'content-type': 'application/json',
   };
-  await synchronize({
-    database,
-    sendCreatedAsUpdated: true,
-    pullChanges: async ({ lastPulledAt, schemaVersion, migration }) => {
-      const query = `last_pulled_at=${lastPulledAt}&schema_version=${schemaVersion}`
-        + `&migration=${encodeURIComponent(JSON.stringify(migration))}`;
-      const answer = await fetch(`${url}/v1/watermelon/sync?${query}`, { headers });
-      if (!answer.ok) throw new Error(`pull: ${answer.status} ${await answer.text()}`);
-      return answer.json();
-    },
-    pushChanges: async ({ changes, lastPulledAt }) => {
-      if (beforePush) await beforePush();
-      const answer = await fetch(`${url}/v1/watermelon/sync?last_pulled_at=${lastPulledAt}`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(changes),
-      });
-      if (!answer.ok) throw new Error(`push: ${answer.status} ${await answer.text()}`);
-      return answer.json();
-    },
-  });
+  let hook = beforePush;
+  let more = true;
+  while (more) {
+    await synchronize({
+      database,
+      sendCreatedAsUpdated: true,
+      pullChanges: async ({ lastPulledAt, schemaVersion, migration }) => {
+        const query = `last_pulled_at=${lastPulledAt}&schema_version=${schemaVersion}`
+          + `&migration=${encodeURIComponent(JSON.stringify(migration))}&limit=${LIMIT}`;
+        const answer = await fetch(`${url}/v1/watermelon/sync?${query}`, { headers });
+        if (!answer.ok) throw new Error(`pull: ${answer.status} ${await answer.text()}`);
+        const { changes, timestamp, has_more } = await answer.json();
+        more = has_more;
+        return { changes, timestamp };
+      },
+      pushChanges: async ({ changes, lastPulledAt }) => {
+        if (hook) {
+          const once = hook;
+          hook = null;
+          await once();
+        }
+        const answer = await fetch(`${url}/v1/watermelon/sync?last_pulled_at=${lastPulledAt}`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(changes),
+        });
+        if (!answer.ok) throw new Error(`push: ${answer.status} ${await answer.text()}`);
+        return answer.json();
+      },
+    });
+  }
 }
 
 async function device(name, token) {

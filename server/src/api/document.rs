@@ -43,17 +43,34 @@ fn add_examples(document: &mut Value) {
     }
 }
 
-/// Operations that answer 409: an invite used, an announcement already out, a nudge already
-/// sent today, an invite already redeemed, an email taken.
-const CONFLICTING: &[&str] = &[
-    "enrol",
-    "cancelAnnouncement",
-    "revokeInvite",
-    "nudgeParticipant",
-    "createUser",
+/// Operations that answer 409, with the codes they give.
+const CONFLICTING: &[(&str, &str)] = &[
+    (
+        "enrol",
+        "`invite_already_used`: the invite code was redeemed already.",
+    ),
+    (
+        "cancelAnnouncement",
+        "`already_published`: the announcement went out; it can no longer be cancelled.",
+    ),
+    (
+        "revokeInvite",
+        "`invite_already_used`: the invite was redeemed; remove the member instead.",
+    ),
+    (
+        "nudgeParticipant",
+        "`already_nudged`: this participant was nudged today already.",
+    ),
+    (
+        "createUser",
+        "`email_taken`: an account with this email exists.",
+    ),
 ];
-/// Operations that answer 410: a revoked or expired invite.
-const GONE: &[&str] = &["enrol"];
+/// Operations that answer 410, with the codes they give.
+const GONE: &[(&str, &str)] = &[(
+    "enrol",
+    "`invite_revoked` or `invite_expired`: ask the trainer for a new code.",
+)];
 /// Operations limited per address and per account (password, invite and link code guessing).
 const RATE_LIMITED: &[&str] = &["login", "enrol", "linkDevice", "createUser"];
 /// Operations on the caller's own session and devices, which no role is forbidden.
@@ -110,6 +127,13 @@ fn narrow_errors(document: &mut Value) {
                 continue;
             };
             let named = |list: &[&str]| list.contains(&id.as_str());
+            let coded = |list: &[(&str, &'static str)]| {
+                list.iter()
+                    .find(|(operation, _)| *operation == id)
+                    .map(|(_, codes)| *codes)
+            };
+            let conflict = coded(CONFLICTING);
+            let gone = coded(GONE);
             responses.retain(|status, _| match status.as_str() {
                 "405" => false,
                 "403" => !named(NEVER_FORBIDDEN),
@@ -120,11 +144,16 @@ fn narrow_errors(document: &mut Value) {
                         || named(NOT_FOUND_WITHOUT_ID)
                 }
                 "422" => has_input,
-                "409" => named(CONFLICTING),
-                "410" => named(GONE),
+                "409" => conflict.is_some(),
+                "410" => gone.is_some(),
                 "429" => named(RATE_LIMITED),
                 _ => true,
             });
+            for (status, codes) in [("409", conflict), ("410", gone)] {
+                if let (Some(codes), Some(response)) = (codes, responses.get_mut(status)) {
+                    response["description"] = Value::String(codes.to_owned());
+                }
+            }
         }
     }
 }

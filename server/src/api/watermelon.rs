@@ -31,6 +31,8 @@ struct SyncParams {
     schema_version: Option<String>,
     /// WatermelonDB's migration info, as JSON: anything but `null` pulls from the beginning.
     migration: Option<String>,
+    /// Most changes in this answer (default and at most 10,000); `has_more` says to sync again.
+    limit: Option<usize>,
 }
 
 impl SyncParams {
@@ -65,7 +67,12 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
     let actor = authenticate(req, &services).await?;
     let params: SyncParams = read_query(req).await?;
     let answer = services
-        .watermelon_pull(&actor, params.last_pulled_at()?, params.migration())
+        .watermelon_pull(
+            &actor,
+            params.last_pulled_at()?,
+            params.migration(),
+            params.limit,
+        )
         .await
         .map_err(failure)?;
     Ok(Json(answer).into_response())

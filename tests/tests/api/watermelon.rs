@@ -300,3 +300,56 @@ db_test!(async fn requests_that_are_not_watermelon_requests_get_a_clear_4xx(app)
         .header("veldwerk-protocol", "1").send().await.unwrap();
     Reply::from(unauthenticated).await.expect_error(401, "unauthenticated");
 });
+
+db_test!(async fn pulls_cut_at_the_limit_are_consistent_prefixes_that_continue(app) {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let id = Uuid::now_v7();
+        phone.write("interviews", id, Some(cohort), json!({
+            "name_consent": false, "status": "draft", "notes": format!("{i}")}));
+        phone.sync().await.unwrap();
+        written.push(id.to_string());
+    }
+    // Edited after its first version: it must arrive once, in its latest state.
+    phone.write("interviews", Uuid::from_str(&written[0]).unwrap(), None, json!({"notes": "later"}));
+    phone.sync().await.unwrap();
+
+    let pull_limited = |since: Option<i64>| {
+        let url = format!("{}&limit=3", sync_url(&app, since));
+        let request = app.client.get(url).bearer_auth(&token).header("veldwerk-protocol", "1");
+        async move { Reply::from(request.send().await.unwrap()).await.expect(200) }
+    };
+    let (mut since, mut seen, mut answers) = (None, Vec::new(), 0);
+    loop {
+        let answer = pull_limited(since).await;
+        answers += 1;
+        let interviews = &answer["changes"]["interviews"];
+        let records = if since.is_none() { &interviews["created"] } else { &interviews["updated"] };
+        for record in records.as_array().unwrap() {
+            seen.push((record["id"].as_str().unwrap().to_owned(), record["notes"].clone()));
+        }
+        let timestamp = answer["timestamp"].as_i64().unwrap();
+        assert!(since.is_none_or(|since| timestamp > since), "every answer moves on");
+        since = Some(timestamp);
+        if answer["has_more"] == false {
+            break;
+        }
+    }
+    assert!(answers >= 3, "{answers} answers of at most about 3 changes");
+    // The cohort's read-only records arrive too; each interview at least once, and the edited
+    // one last as `later` (an earlier answer may have carried its first state).
+    let mut ids: Vec<String> = seen.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut expected = written.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    let last_of_first = seen.iter().rev().find(|(id, _)| *id == written[0]).unwrap();
+    assert_eq!(last_of_first.1, "later");
+    // Nothing after the last answer.
+    let rest = pull(&app, &token, since).await;
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest["changes"]["interviews"], json!({"created": [], "updated": [], "deleted": []}));
+});

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use veldwerk_sync_protocol::{
     Change, Hlc, MAX_BATCH, MAX_PULL_LIMIT, MutationStatus, PushRequest, cursor,
     schema::{self, COLLECTIONS, READ_ONLY_COLLECTIONS},
-    watermelon::{self, Changes, PullAnswer, Rejection},
+    watermelon::{self, Changes, MAX_PULL_CHANGES, PullAnswer, Rejection},
 };
 
 use super::{MAX_CLOCK_SKEW_MS, pull::put, shared_counterpart};
@@ -35,37 +35,42 @@ fn tables() -> impl Iterator<Item = &'static str> {
 }
 
 impl Services {
-    /// Every change in the caller's scope after `last_pulled_at` (from the beginning when it is
+    /// The changes in the caller's scope after `last_pulled_at` (from the beginning when it is
     /// absent, or when `migration` asks for records the device's new tables and columns need:
     /// sending everything is a superset of what WatermelonDB requires), and the version read up
     /// to. WatermelonDB has no pages: the native pull is read page by page here, in version
-    /// order, so the answer is the consistent state as of its `timestamp`.
+    /// order, until about `limit` changes (at most [`MAX_PULL_CHANGES`]), so the answer is the
+    /// consistent state as of its `timestamp` and its size is bounded; `has_more` says there is
+    /// more after it.
     #[tracing::instrument(skip_all, fields(user.id = %actor.user_id))]
     pub async fn watermelon_pull(
         &self,
         actor: &Actor,
         last_pulled_at: Option<i64>,
         migration: bool,
+        limit: Option<usize>,
     ) -> Result<PullAnswer> {
+        let limit = limit.unwrap_or(MAX_PULL_CHANGES).clamp(1, MAX_PULL_CHANGES);
         let since = last_pulled_at.filter(|since| *since > 0);
         let from = if migration { None } else { since };
         let mut cursor = from.map(cursor::encode);
         let mut pulled: Vec<Change> = Vec::new();
-        loop {
+        let has_more = loop {
+            let page_limit = (limit - pulled.len()).min(MAX_PULL_LIMIT);
             let page = self
-                .pull(actor, cursor.as_deref(), Some(MAX_PULL_LIMIT))
+                .pull(actor, cursor.as_deref(), Some(page_limit))
                 .await?;
             pulled.extend(page.changes);
-            let more = page.has_more;
             cursor = Some(page.cursor);
-            if !more {
-                break;
+            if !page.has_more || pulled.len() >= limit {
+                break page.has_more;
             }
-        }
+        };
         let timestamp = cursor.as_deref().and_then(cursor::decode).unwrap_or(0);
         Ok(PullAnswer {
             changes: watermelon::changes(tables(), pulled, since.is_none()),
             timestamp,
+            has_more,
         })
     }
 
