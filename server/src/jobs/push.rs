@@ -223,7 +223,7 @@ pub async fn run(
 }
 
 async fn send(services: &Services, delivery: &delivery::Model) -> SendOutcome {
-    let data = serde_json::from_value(delivery.data.clone()).unwrap_or_default();
+    let data = serde::Deserialize::deserialize(&delivery.data).unwrap_or_default();
     let urgency = if delivery.data["kind"] == "announcement" {
         Urgency::High
     } else {

@@ -220,12 +220,21 @@ impl FcmClient {
     }
 
     async fn send_one(&self, message: &Message) -> SendOutcome {
-        if message.payload_bytes() > MAX_PAYLOAD_BYTES {
+        // The message is serialised once: its size is checked on these bytes and the request
+        // body is built around them (no `serde_json::Value` of it, no second serialisation).
+        let Ok(message_json) = serde_json::to_vec(message) else {
+            return SendOutcome::Failed {
+                code: "unserialisable".into(),
+                message: "the message cannot be written as JSON".into(),
+            };
+        };
+        if message_json.len() > MAX_PAYLOAD_BYTES {
             return SendOutcome::Failed {
                 code: "payload_too_large".into(),
                 message: format!("the message exceeds FCM's {MAX_PAYLOAD_BYTES} bytes"),
             };
         }
+        let body = request_body(&message_json, self.settings.validate_only);
         let Ok(_permit) = self.in_flight.acquire().await else {
             return SendOutcome::Retry {
                 code: "shutting_down".into(),
@@ -241,7 +250,7 @@ impl FcmClient {
                 Ok(token) => token,
                 Err(outcome) => return outcome,
             };
-            let answer = self.post_message(message, &token).await;
+            let answer = self.post_message(body.clone(), &token).await;
             match answer {
                 Ok((reqwest::StatusCode::UNAUTHORIZED, _, _)) if attempt == 0 => {
                     self.forget_token(&token).await;
@@ -265,10 +274,10 @@ impl FcmClient {
         unreachable!("the second attempt always answers")
     }
 
-    /// Sends one message with this access token: (status, Retry-After, body).
+    /// Sends one request body with this access token: (status, Retry-After, body).
     async fn post_message(
         &self,
-        message: &Message,
+        body: bytes::Bytes,
         token: &str,
     ) -> Result<(reqwest::StatusCode, Option<Duration>, String), SendOutcome> {
         let url = format!(
@@ -276,15 +285,12 @@ impl FcmClient {
             self.settings.base_url.trim_end_matches('/'),
             self.key.project_id
         );
-        let body = serde_json::json!({
-            "message": message,
-            "validate_only": self.settings.validate_only,
-        });
         let response = self
             .http
             .post(url)
             .bearer_auth(token)
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|err| SendOutcome::Retry {
@@ -311,6 +317,19 @@ impl FcmClient {
             cache.token = None;
         }
     }
+}
+
+/// FCM's request body, `{"message": ..., "validate_only": ...}`, around a serialised message.
+fn request_body(message_json: &[u8], validate_only: bool) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(message_json.len() + 40);
+    body.extend_from_slice(b"{\"message\":");
+    body.extend_from_slice(message_json);
+    body.extend_from_slice(if validate_only {
+        b",\"validate_only\":true}"
+    } else {
+        b",\"validate_only\":false}"
+    });
+    bytes::Bytes::from(body)
 }
 
 impl PushSender for FcmClient {
@@ -409,6 +428,30 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_body_is_the_message_wrapped_as_fcm_reads_it() {
+        let alert = super::super::Alert {
+            title: "Dag 2 \"verplaatst\"".into(),
+            body: "Om 10:00 in het Stadskantoor".into(),
+            data: std::collections::BTreeMap::from([(
+                "kind".to_owned(),
+                "announcement".to_owned(),
+            )]),
+            collapse_id: "c0ffee".into(),
+            urgency: super::super::Urgency::High,
+            ttl: Duration::from_secs(60),
+        };
+        let message = Message::alert("device-token", &alert, 1_767_225_600);
+        for validate_only in [false, true] {
+            let body = request_body(&serde_json::to_vec(&message).unwrap(), validate_only);
+            let read: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                read,
+                serde_json::json!({ "message": message, "validate_only": validate_only })
+            );
+        }
+    }
 
     fn fcm_error(status: &str, code: Option<&str>, message: &str) -> String {
         let details = code.map_or(serde_json::json!([]), |code| {
