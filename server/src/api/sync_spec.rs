@@ -243,6 +243,11 @@ const RATE_LIMITED: (&str, &str) = (
     "`rate_limited`: too many requests; `Retry-After` says how many seconds to wait.",
 );
 
+const OWNER_ONLY: (&str, &str) = (
+    "403",
+    "`forbidden`: only the attachment's owner uploads it.",
+);
+const NOT_FOUND: (&str, &str) = ("404", "`not_found`.");
 const INTERNAL: (&str, &str) = (
     "500",
     "`internal`: an unexpected failure on the server; it has been logged. Retry later.",
@@ -411,7 +416,7 @@ fn paths() -> Map<String, Value> {
         ("400", "`invalid_parameter`."),
         UNAUTHENTICATED,
         INTERNAL,
-        ("404", "`not_found`."),
+        NOT_FOUND,
         (
             "409",
             "`not_uploaded`: the bytes have not all arrived and been verified yet.",
@@ -427,7 +432,7 @@ fn paths() -> Map<String, Value> {
         ("400", "`invalid_parameter`: the id is not a UUID."),
         UNAUTHENTICATED,
         INTERNAL,
-        ("404", "`not_found`."),
+        NOT_FOUND,
     ]);
     head.insert("200".into(), json!({"description": "Where the upload stands (tus `HEAD`).",
         "headers": {"Upload-Offset": offset_header.clone(),
@@ -439,11 +444,8 @@ fn paths() -> Map<String, Value> {
         ),
         UNAUTHENTICATED,
         INTERNAL,
-        (
-            "403",
-            "`forbidden`: only the attachment's owner uploads it.",
-        ),
-        ("404", "`not_found`."),
+        OWNER_ONLY,
+        NOT_FOUND,
         (
             "409",
             "`offset_mismatch`: `Upload-Offset` is not where the server stands (the answer's `Upload-Offset` is), or `finish_in_progress`.",
@@ -526,11 +528,8 @@ fn paths() -> Map<String, Value> {
         ("400", "`invalid_parameter`."),
         UNAUTHENTICATED,
         INTERNAL,
-        (
-            "403",
-            "`forbidden`: only the attachment's owner uploads it.",
-        ),
-        ("404", "`not_found`."),
+        OWNER_ONLY,
+        NOT_FOUND,
         (
             "409",
             "`finish_in_progress`: another request is finishing it; ask for its state in a moment.",

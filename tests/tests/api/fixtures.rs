@@ -166,3 +166,19 @@ pub async fn other_provider(app: &TestApp) -> User {
             .await,
     )
 }
+
+/// Where a check with real npm packages lives (`tests/<folder>`), when its packages are
+/// installed (`npm ci --prefix tests/<folder>`, which `.ci/run` does): `package` is one of them.
+/// Outside CI a missing installation skips the check, saying so; in CI it fails.
+pub fn npm_check_dir(folder: &str, package: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(folder);
+    if dir.join("node_modules").join(package).is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {package}: `npm ci --prefix tests/{folder}`"
+    );
+    eprintln!("skipped: {package} is not installed (`npm ci --prefix tests/{folder}`)");
+    None
+}

@@ -1,16 +1,6 @@
-use veldwerk_tests::{TestApp, db_test};
+use veldwerk_tests::db_test;
 
-/// The spec the server serves at `/openapi.json`.
-async fn served_spec(app: &TestApp) -> serde_json::Value {
-    app.client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use crate::openapi::served_spec;
 
 db_test!(async fn health_docs_and_spec_are_served(app) {
     let reply = app

@@ -2,7 +2,7 @@
 //! and its edges by hand: a row sent twice, rows the server refuses, pages filled past other
 //! collections' changes, the live stream.
 
-use std::{path::PathBuf, str::FromStr};
+use std::str::FromStr;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -12,20 +12,6 @@ use crate::{
     fixtures::invite_code,
     sync::{phone, tablet},
 };
-
-/// Where the RxDB check lives, with its npm packages installed (`npm ci` there).
-fn rxdb_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rxdb");
-    if dir.join("node_modules/rxdb").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install RxDB: `npm ci --prefix tests/rxdb`"
-    );
-    eprintln!("skipped: RxDB is not installed (`npm ci --prefix tests/rxdb`)");
-    None
-}
 
 async fn rxdb_push(app: &TestApp, token: &str, collection: &str, rows: Value) -> Reply {
     let answer = app
@@ -77,12 +63,14 @@ fn edit_row(master: &Value, change: impl FnOnce(&mut Value)) -> Value {
     json!({ "newDocumentState": edited, "assumedMasterState": master })
 }
 
-db_test!(async fn rxdb_databases_converge_through_the_rxdb_endpoints(app) {
-    let Some(dir) = rxdb_dir() else { return };
-    let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
-    let tablet = tablet(&app, &phone, phone.debug_token()).await;
-    let fresh = crate::sync::tablet(&app, &phone, phone.debug_token()).await;
-    let code = invite_code(&app, &trainer, &cohort.to_string()).await;
+/// Runs a real offline database's convergence check (`converge.mjs` in `dir`: RxDB's,
+/// WatermelonDB's) with two devices of one participant, a fresh third and another participant,
+/// and checks its report and that a native device of hers holds the same records.
+pub(crate) async fn converge_with_real_library(app: &TestApp, dir: &std::path::Path) {
+    let (mut phone, cohort, trainer) = phone(app, "Sanne").await;
+    let tablet = tablet(app, &phone, phone.debug_token()).await;
+    let fresh = crate::sync::tablet(app, &phone, phone.debug_token()).await;
+    let code = invite_code(app, &trainer, &cohort.to_string()).await;
     let other = Device::new(&app.address, &app.enrol(&code, "Ahmed").await);
 
     let output = tokio::process::Command::new("node")
@@ -97,14 +85,26 @@ db_test!(async fn rxdb_databases_converge_through_the_rxdb_endpoints(app) {
         .await
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
     // One edited interview and 200 written offline; the deleted one is gone.
-    assert_eq!(report, json!({"phone": 201, "tablet": 201, "fresh": 201, "other": 1}));
+    assert_eq!(
+        report,
+        json!({"phone": 201, "tablet": 201, "fresh": 201, "other": 1})
+    );
 
     // A native device of hers holds the same: one store behind both protocols.
     phone.sync().await.unwrap();
     assert_eq!(phone.ids("interviews").len(), 201);
+}
+
+db_test!(async fn rxdb_databases_converge_through_the_rxdb_endpoints(app) {
+    let Some(dir) = crate::fixtures::npm_check_dir("rxdb", "rxdb") else { return };
+    converge_with_real_library(&app, &dir).await;
 });
 
 db_test!(async fn a_row_sent_again_after_its_answer_was_lost_is_applied_once(app) {

@@ -2,8 +2,6 @@
 //! (`OPTIONS`, `HEAD`, `PATCH` with `Tus-Resumable`, `Upload-Checksum`), and the real
 //! tus-js-client from npm uploading, interrupted and resumed by a new instance.
 
-use std::path::PathBuf;
-
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -124,22 +122,8 @@ storage_test!(async fn the_content_url_answers_what_a_tus_client_asks(app) {
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
 });
 
-/// Where the tus-js-client check lives, with its npm packages installed (`npm ci` there).
-fn tus_client_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tus");
-    if dir.join("node_modules/tus-js-client").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install tus-js-client: `npm ci --prefix tests/tus`"
-    );
-    eprintln!("skipped: tus-js-client is not installed (`npm ci --prefix tests/tus`)");
-    None
-}
-
 storage_test!(async fn tus_js_client_uploads_and_a_new_instance_resumes_from_the_server(app) {
-    let Some(dir) = tus_client_dir() else { return };
+    let Some(dir) = crate::fixtures::npm_check_dir("tus", "tus-js-client") else { return };
     let (mut phone, cohort, _) = phone(&app, "Sanne").await;
     let token = phone.debug_token().to_owned();
     let parent = interview(&mut phone, cohort).await;

@@ -2,28 +2,12 @@
 //! running server's OpenAPI document with openapi-typescript, a small app on it type-checked with
 //! `tsc --strict` and run against the server (`tests/typescript/client.ts`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use uuid::Uuid;
 use veldwerk_tests::db_test;
 use veldwerk_tests::veldwerk_server::service::demo;
-
-/// Where the check lives, with its npm packages installed (`npm ci` there).
-fn typescript_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("typescript");
-    if dir.join("node_modules/openapi-typescript").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install the TypeScript check: `npm ci --prefix tests/typescript`"
-    );
-    eprintln!(
-        "skipped: the TypeScript check is not installed (`npm ci --prefix tests/typescript`)"
-    );
-    None
-}
 
 async fn node(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = tokio::process::Command::new("node")
@@ -43,7 +27,7 @@ async fn node(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 db_test!(async fn a_generated_typescript_client_type_checks_and_runs_against_the_server(app) {
-    let Some(dir) = typescript_dir() else { return };
+    let Some(dir) = crate::fixtures::npm_check_dir("typescript", "openapi-typescript") else { return };
     // One directory per run: SQLite and PostgreSQL run at once.
     let run = dir.join("runs").join(Uuid::now_v7().to_string());
     std::fs::create_dir_all(&run).unwrap();

@@ -3,30 +3,13 @@
 //! push sent again, records the server cannot apply, pushes larger than a native batch, pulls
 //! after deletes and migrations, requests that are not requests.
 
-use std::{path::PathBuf, str::FromStr};
+use std::str::FromStr;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 use veldwerk_tests::{Reply, TestApp, client::Device, db_test};
 
-use crate::{
-    fixtures::invite_code,
-    sync::{phone, tablet},
-};
-
-/// Where the WatermelonDB check lives, with its npm packages installed (`npm ci` there).
-fn watermelon_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("watermelon");
-    if dir.join("node_modules/@nozbe/watermelondb").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install WatermelonDB: `npm ci --prefix tests/watermelon`"
-    );
-    eprintln!("skipped: WatermelonDB is not installed (`npm ci --prefix tests/watermelon`)");
-    None
-}
+use crate::{fixtures::invite_code, sync::phone};
 
 fn sync_url(app: &TestApp, last_pulled_at: Option<i64>) -> String {
     let since = last_pulled_at.map_or("null".to_owned(), |t| t.to_string());
@@ -85,33 +68,8 @@ fn ids(records: &Value) -> Vec<String> {
 }
 
 db_test!(async fn watermelon_databases_converge_through_the_watermelon_endpoints(app) {
-    let Some(dir) = watermelon_dir() else { return };
-    let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
-    let tablet = tablet(&app, &phone, phone.debug_token()).await;
-    let fresh = crate::sync::tablet(&app, &phone, phone.debug_token()).await;
-    let code = invite_code(&app, &trainer, &cohort.to_string()).await;
-    let other = Device::new(&app.address, &app.enrol(&code, "Ahmed").await);
-
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("converge.mjs"))
-        .env("VELDWERK_URL", &app.address)
-        .env("VELDWERK_COHORT", cohort.to_string())
-        .env("PHONE_TOKEN", phone.debug_token())
-        .env("TABLET_TOKEN", tablet.debug_token())
-        .env("FRESH_TOKEN", fresh.debug_token())
-        .env("OTHER_TOKEN", other.debug_token())
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    // One edited interview and 200 written offline; the deleted one is gone.
-    assert_eq!(report, json!({"phone": 201, "tablet": 201, "fresh": 201, "other": 1}));
-
-    // A native device of hers holds the same: one store behind both protocols.
-    phone.sync().await.unwrap();
-    assert_eq!(phone.ids("interviews").len(), 201);
+    let Some(dir) = crate::fixtures::npm_check_dir("watermelon", "@nozbe/watermelondb") else { return };
+    crate::rxdb::converge_with_real_library(&app, &dir).await;
 });
 
 db_test!(async fn a_push_over_a_record_changed_since_the_pull_is_refused_whole(app) {
