@@ -268,6 +268,9 @@ pub struct Config {
     pub invite_ttl_days: u64,
     /// Largest accepted request body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest accepted WatermelonDB push in bytes. WatermelonDB sends everything a device
+    /// changed offline in one push, with no batches, so its pushes get their own, larger bound.
+    pub max_watermelon_push_bytes: usize,
     /// Create the demo organisation, cohort and logins on an empty database (development only).
     pub demo_data: bool,
     /// Log format; defaults to pretty in development and JSON in production.
@@ -330,6 +333,7 @@ impl Default for Config {
             refresh_token_ttl_days: 60,
             invite_ttl_days: 60,
             max_body_bytes: 1024 * 1024,
+            max_watermelon_push_bytes: 32 * 1024 * 1024,
             demo_data: true,
             log_format: None,
             log_filter: "info,sqlx=warn".to_owned(),
@@ -434,6 +438,7 @@ impl Config {
                 "MAX_STREAMS_PER_DEVICE" => self.max_streams_per_device = parse(name, value)?,
                 "INVITE_TTL_DAYS" => self.invite_ttl_days = parse(name, value)?,
                 "MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
+                "MAX_WATERMELON_PUSH_BYTES" => self.max_watermelon_push_bytes = parse(name, value)?,
                 "DEMO_DATA" => self.demo_data = parse(name, value)?,
                 "LOG_FORMAT" => {
                     self.log_format = Some(match value.as_str() {

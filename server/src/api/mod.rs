@@ -211,17 +211,19 @@ pub fn app(services: Services) -> impl Endpoint<Output = Response> {
                 return Err(nul_refused());
             }
             // Attachment bodies are bounded by the attachment's declared size and stored part by
-            // part as they stream in (see `service::attachments`), not held here.
-            if req.uri().path().starts_with("/v1/attachments/") {
+            // part as they stream in (see `service::attachments`), not held here. WatermelonDB
+            // pushes carry a device's whole offline work at once and are bounded by their own
+            // limit where they are read (`api::watermelon`).
+            if req.uri().path().starts_with("/v1/attachments/")
+                || req.uri().path().starts_with("/v1/watermelon/")
+            {
                 return endpoint.call(req).await;
             }
-            // The sync pushes (native, RxDB, WatermelonDB) read their mutations one by one and
-            // reject a NUL in one of them alone (`invalid_field`); every other JSON body is
-            // refused whole.
+            // The sync pushes (native and RxDB; WatermelonDB's above) read their mutations one by
+            // one and reject a NUL in one of them alone (`invalid_field`); every other JSON body
+            // is refused whole.
             let path = req.uri().path();
-            let check_nul = !["/v1/sync/", "/v1/rxdb/", "/v1/watermelon/"]
-                .iter()
-                .any(|prefix| path.starts_with(prefix));
+            let check_nul = !(path.starts_with("/v1/sync/") || path.starts_with("/v1/rxdb/"));
             // poem's own SizeLimit demands a Content-Length on every request; we only need to
             // bound bodies, whether their length is announced or streamed.
             let announced = req

@@ -151,8 +151,16 @@ pub(super) async fn read_push_body(
     body: Body,
     services: &Services,
 ) -> poem::Result<impl AsRef<[u8]>> {
+    read_body_up_to(body, services, services.config().max_body_bytes).await
+}
+
+/// A request body of at most `max_body` bytes, read within the body timeout.
+pub(super) async fn read_body_up_to(
+    body: Body,
+    services: &Services,
+    max_body: usize,
+) -> poem::Result<impl AsRef<[u8]>> {
     let limit = Duration::from_secs(services.config().body_read_timeout_secs);
-    let max_body = services.config().max_body_bytes;
     let bytes = tokio::time::timeout(limit, body.into_bytes_limit(max_body))
         .await
         .map_err(|_| super::body_too_slow(limit))?

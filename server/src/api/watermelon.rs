@@ -12,7 +12,7 @@ use serde::Deserialize;
 use veldwerk_sync_protocol::watermelon::Changes;
 
 use super::error::error_response;
-use super::sync::{authenticate, failure, read_push_body, read_query, reject};
+use super::sync::{authenticate, failure, read_body_up_to, read_query, reject};
 use crate::service::Services;
 
 /// The WatermelonDB routes, to nest under `/v1/watermelon`.
@@ -84,7 +84,10 @@ async fn push(req: &Request, body: Body, services: Data<&Services>) -> poem::Res
     let params: SyncParams = read_query(req).await?;
     let last_pulled_at = params.last_pulled_at()?.unwrap_or(0);
     let _own = services.admit_client_push(actor.user_id).map_err(failure)?;
-    let bytes = read_push_body(body, &services).await?;
+    // Everything the device changed offline comes at once (WatermelonDB has no batches): its
+    // own bound, `max_watermelon_push_bytes`, not the API's 1 MiB.
+    let max = services.config().max_watermelon_push_bytes;
+    let bytes = read_body_up_to(body, &services, max).await?;
     let _turn = services.admit_push().await;
     let text = veldwerk_sync_protocol::replace_lone_surrogates(bytes.as_ref());
     let changes: Changes = serde_json::from_slice(&text).map_err(|err| {

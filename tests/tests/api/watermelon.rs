@@ -311,3 +311,34 @@ db_test!(async fn pulls_cut_at_the_limit_are_consistent_prefixes_that_continue(a
     assert_eq!(rest["has_more"], false);
     assert_eq!(rest["changes"]["interviews"], json!({"created": [], "updated": [], "deleted": []}));
 });
+
+db_test!(async fn a_device_s_whole_offline_work_is_pushed_at_once_past_the_api_s_body_limit(app) {
+    // WatermelonDB pushes everything changed offline in one request: 80 interviews with long
+    // notes are 1.6 MB, more than the API's 1 MiB bodies.
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let pulled_at = pull(&app, &token, None).await["timestamp"].as_i64().unwrap();
+    let notes = "Bewoners vertellen over de wijk en de markt. ".repeat(440);
+    assert!(notes.chars().count() <= 20_000);
+    let created: Vec<Value> = (0..80).map(|_| raw_interview(cohort, &notes)).collect();
+    let changes = json!({"interviews": {"created": created}});
+    assert!(changes.to_string().len() > 1024 * 1024);
+    let answer = push(&app, &token, pulled_at, changes).await.expect(200);
+    assert_eq!(answer["experimentalRejectedIds"], json!({}));
+    phone.sync().await.unwrap();
+    assert_eq!(phone.ids("interviews").len(), 80);
+});
+
+db_test!(async fn a_push_past_its_own_limit_is_refused_whole_with_413(app) with |config| {
+    config.max_watermelon_push_bytes = 64 * 1024;
+}; {
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let notes = "x".repeat(10_000);
+    let created: Vec<Value> = (0..10).map(|_| raw_interview(cohort, &notes)).collect();
+    push(&app, &token, 0, json!({"interviews": {"created": created}}))
+        .await
+        .expect_error(413, "body_too_large");
+    phone.sync().await.unwrap();
+    assert!(phone.ids("interviews").is_empty(), "nothing of a refused push is applied");
+});
