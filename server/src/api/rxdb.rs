@@ -13,7 +13,9 @@ use serde::Deserialize;
 use veldwerk_sync_protocol::rxdb::{PushRow, row_id};
 
 use super::error::error_response;
-use super::sync::{Pokes, authenticate, event_stream, failure, read_push_body, read_query, reject};
+use super::sync::{
+    Pokes, authenticate, event_stream, failure, read_push_body, read_query, record_health, reject,
+};
 use crate::service::Services;
 
 /// The RxDB routes, to nest under `/v1/rxdb`.
@@ -31,6 +33,10 @@ struct PullParams {
     cursor: Option<String>,
     /// RxDB's `batchSize`.
     batch_size: Option<usize>,
+    /// Sync health, as with `/v1/sync/pull`: documents the device has not pushed yet...
+    outbox_pending: Option<u32>,
+    /// ...and when the oldest of them was changed.
+    outbox_oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[handler]
@@ -52,6 +58,14 @@ async fn pull(
         )
         .await
         .map_err(failure)?;
+    record_health(
+        req,
+        &services,
+        &actor,
+        params.outbox_pending,
+        params.outbox_oldest,
+    )
+    .await?;
     Ok(Json(answer).into_response())
 }
 

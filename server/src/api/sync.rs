@@ -212,20 +212,37 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
         .pull(&actor, params.cursor.as_deref(), params.limit)
         .await
         .map_err(failure)?;
+    record_health(
+        req,
+        &services,
+        &actor,
+        params.outbox_pending,
+        params.outbox_oldest,
+    )
+    .await?;
+    Ok(Json(response).into_response())
+}
+
+/// Records what a device reported with a successful pull (native, RxDB, WatermelonDB): its
+/// outbox, when it says, and its app version, so the trainer sees its last sync.
+pub(super) async fn record_health(
+    req: &Request,
+    services: &Services,
+    actor: &Actor,
+    outbox_pending: Option<u32>,
+    outbox_oldest: Option<chrono::DateTime<chrono::Utc>>,
+) -> poem::Result<()> {
     let report = OutboxReport {
-        pending: params.outbox_pending,
-        oldest_at: params
-            .outbox_oldest
-            .filter(|_| params.outbox_pending != Some(0)),
+        pending: outbox_pending,
+        oldest_at: outbox_oldest.filter(|_| outbox_pending != Some(0)),
         app_version: req
             .header(APP_VERSION_HEADER)
             .map(|v| v.chars().filter(|c| !c.is_control()).take(40).collect()),
     };
     services
-        .record_sync_health(&actor, report)
+        .record_sync_health(actor, report)
         .await
-        .map_err(failure)?;
-    Ok(Json(response).into_response())
+        .map_err(failure)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use veldwerk_sync_protocol::watermelon::Changes;
 
 use super::error::error_response;
-use super::sync::{authenticate, failure, read_body_up_to, read_query, reject};
+use super::sync::{authenticate, failure, read_body_up_to, read_query, record_health, reject};
 use crate::service::Services;
 
 /// The WatermelonDB routes, to nest under `/v1/watermelon`.
@@ -33,6 +33,10 @@ struct SyncParams {
     migration: Option<String>,
     /// Most changes in this answer (default and at most 10,000); `has_more` says to sync again.
     limit: Option<usize>,
+    /// Sync health, as with `/v1/sync/pull`: records the device has not pushed yet...
+    outbox_pending: Option<u32>,
+    /// ...and when the oldest of them was changed.
+    outbox_oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl SyncParams {
@@ -75,6 +79,14 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
         )
         .await
         .map_err(failure)?;
+    record_health(
+        req,
+        &services,
+        &actor,
+        params.outbox_pending,
+        params.outbox_oldest,
+    )
+    .await?;
     Ok(Json(answer).into_response())
 }
 

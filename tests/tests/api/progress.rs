@@ -15,7 +15,12 @@ use crate::{
 };
 
 /// The row of one participant in a cohort's progress.
-async fn progress_of(app: &TestApp, token: &str, cohort: Uuid, user: Uuid) -> (Value, Value) {
+pub(crate) async fn progress_of(
+    app: &TestApp,
+    token: &str,
+    cohort: Uuid,
+    user: Uuid,
+) -> (Value, Value) {
     let progress = app
         .get(&format!("/v1/cohorts/{cohort}/progress"), token)
         .await

@@ -342,3 +342,35 @@ db_test!(async fn a_push_past_its_own_limit_is_refused_whole_with_413(app) with 
     phone.sync().await.unwrap();
     assert!(phone.ids("interviews").is_empty(), "nothing of a refused push is applied");
 });
+
+db_test!(async fn devices_on_rxdb_and_watermelondb_report_their_sync_health_too(app) {
+    let (phone, cohort, trainer) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let tablet = crate::sync::tablet(&app, &phone, &token).await;
+    let oldest = "2027-01-12T09:30:00Z";
+    let watermelon = app.client
+        .get(format!("{}&outbox_pending=3&outbox_oldest={oldest}", sync_url(&app, None)))
+        .bearer_auth(&token).header("veldwerk-protocol", "1").header("veldwerk-app-version", "2.0.1")
+        .send().await.unwrap();
+    Reply::from(watermelon).await.expect(200);
+    let rxdb = app.client
+        .get(format!("{}/v1/rxdb/interviews/pull?batchSize=10&outboxPending=0", app.address))
+        .bearer_auth(tablet.debug_token()).header("veldwerk-protocol", "1")
+        .send().await.unwrap();
+    Reply::from(rxdb).await.expect(200);
+
+    let (_, row) = crate::progress::progress_of(&app, &trainer.token, cohort, phone.user_id).await;
+    let device = |id: Uuid| {
+        row["devices"].as_array().unwrap().iter()
+            .find(|d| d["user_device_id"] == id.to_string()).unwrap().clone()
+    };
+    let on_watermelon = device(phone.device_id);
+    assert_eq!(on_watermelon["outbox_pending"], 3, "{on_watermelon}");
+    assert_eq!(on_watermelon["app_version"], "2.0.1");
+    let reported: chrono::DateTime<chrono::Utc> = on_watermelon["outbox_oldest_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(reported, oldest.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+    assert!(on_watermelon["last_sync_at"].is_string());
+    let on_rxdb = device(tablet.device_id);
+    assert_eq!(on_rxdb["outbox_pending"], 0, "{on_rxdb}");
+    assert!(on_rxdb["last_sync_at"].is_string());
+});
