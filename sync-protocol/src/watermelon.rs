@@ -231,7 +231,7 @@ pub fn mutations(
             .unwrap_or_default();
         let seen = now.and_then(|record| record.clocks.values().max());
         let clock = tick(seen);
-        let mutation_id = record_mutation_id(spec.name, id, last_pulled_at, &fields, false);
+        let mutation_id = record_mutation_id(spec.name, id, last_pulled_at, Some(raw));
         mutations.push(Mutation {
             id: mutation_id,
             collection: spec.name.to_owned(),
@@ -253,7 +253,7 @@ pub fn mutations(
         };
         let clock = tick(record.clocks.values().max());
         mutations.push(Mutation {
-            id: record_mutation_id(spec.name, id, last_pulled_at, &BTreeMap::new(), true),
+            id: record_mutation_id(spec.name, id, last_pulled_at, None),
             collection: spec.name.to_owned(),
             record_id: id,
             cohort_id: None,
@@ -280,17 +280,23 @@ fn column_value(ty: FieldType, nullable: bool, value: &Value) -> Value {
     }
 }
 
-/// The id of the mutation a pushed record stands for: the same push sent again (its answer was
-/// lost) is the same mutation, applied once.
+/// The id of the mutation a pushed record (`None`: a deletion) stands for, derived from the
+/// record as the device sent it, not from what it changes on the server: the same push sent
+/// again (its answer was lost) is the same mutation even after another device wrote the record
+/// in between, so it is answered from the first time, neither applied again nor refused as a
+/// conflict (which would make WatermelonDB pull and push its stale value over the newer one).
 fn record_mutation_id(
     collection: &str,
     id: Uuid,
     last_pulled_at: i64,
-    fields: &BTreeMap<String, Value>,
-    delete: bool,
+    record: Option<&Map<String, Value>>,
 ) -> Uuid {
-    let fields = serde_json::to_string(fields).unwrap_or_default();
-    let text = format!("{collection}\n{id}\n{last_pulled_at}\n{delete}\n{fields}");
+    // serde_json's maps are ordered, so this form is canonical.
+    let record = record.map_or_else(
+        || "deleted".to_owned(),
+        |raw| serde_json::to_string(raw).unwrap_or_default(),
+    );
+    let text = format!("{collection}\n{id}\n{last_pulled_at}\n{record}");
     Uuid::new_v5(&RECORD_NAMESPACE, text.as_bytes())
 }
 

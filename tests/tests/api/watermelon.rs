@@ -125,13 +125,24 @@ db_test!(async fn a_push_sent_again_after_its_answer_was_lost_is_applied_once(ap
     let after_first = pull(&app, &token, Some(pulled_at)).await;
     // The same push again, with the same `last_pulled_at`: no conflict with itself, no new
     // version, nothing twice.
-    let again = push(&app, &token, pulled_at, changes).await.expect(200);
+    let again = push(&app, &token, pulled_at, changes.clone()).await.expect(200);
     assert_eq!(again["experimentalRejectedIds"], json!({}));
     let after_again = pull(&app, &token, Some(pulled_at)).await;
     assert_eq!(after_again["timestamp"], after_first["timestamp"], "the replay wrote nothing");
     assert_eq!(ids(&after_again["changes"]["interviews"]["updated"]), vec![created["id"].as_str().unwrap().to_owned()]);
     phone.sync().await.unwrap();
     assert_eq!(phone.ids("interviews").len(), 1);
+
+    // Another device edits the notes after the first push; then the same push arrives once more
+    // (a proxy retried it, or the app did before learning it had gone through). It is answered
+    // as the first time: no conflict, and the newer notes stay, not the pushed ones.
+    let id = Uuid::from_str(created["id"].as_str().unwrap()).unwrap();
+    phone.write("interviews", id, None, json!({"notes": "later, on the phone"}));
+    phone.sync().await.unwrap();
+    let replayed = push(&app, &token, pulled_at, changes).await.expect(200);
+    assert_eq!(replayed["experimentalRejectedIds"], json!({}));
+    phone.sync().await.unwrap();
+    assert_eq!(phone.view("interviews", id).unwrap()["notes"], "later, on the phone");
 });
 
 db_test!(async fn records_the_server_cannot_apply_come_back_as_rejected_ids(app) {
