@@ -25,6 +25,9 @@ use veldwerk_sync_protocol::{
 
 use crate::client::Device;
 
+pub mod couch;
+pub mod standard;
+
 /// The server under load: its address and, when the load generator started it, its process id
 /// (for memory figures).
 #[derive(Debug, Clone)]
@@ -92,6 +95,13 @@ pub struct Sizes {
     pub media_mb: usize,
     pub media_chunk_mb: usize,
     pub media_parallel: usize,
+    /// The standard workload (issue "Performance"): participants and interviews each, the
+    /// records stored for the up-to-date pulls, pulls per measurement, the largest pull page.
+    pub standard_devices: usize,
+    pub standard_records: usize,
+    pub standard_stored: Vec<usize>,
+    pub standard_pulls: usize,
+    pub standard_largest_page: usize,
     /// Measurement rounds inside a scenario (downloads, up-to-date pulls).
     pub rounds: usize,
     /// Requests in flight while setting up data.
@@ -117,6 +127,11 @@ impl Sizes {
             media_mb: 50,
             media_chunk_mb: 1,
             media_parallel: 10,
+            standard_devices: 20,
+            standard_records: 1_000,
+            standard_stored: vec![20_000, 200_000],
+            standard_pulls: 2_000,
+            standard_largest_page: veldwerk_sync_protocol::MAX_PULL_LIMIT,
             rounds: 3,
             setup_concurrency: 8,
         }
@@ -140,6 +155,11 @@ impl Sizes {
             media_mb: 3,
             media_chunk_mb: 1,
             media_parallel: 2,
+            standard_devices: 3,
+            standard_records: 20,
+            standard_stored: vec![60, 150],
+            standard_pulls: 20,
+            standard_largest_page: 40,
             rounds: 2,
             setup_concurrency: 4,
         }
@@ -193,7 +213,9 @@ fn measured(
 }
 
 /// The scenarios, by name, in the order they run.
-pub const SCENARIOS: &[&str] = &["upload", "download", "idle", "storm", "streams", "media"];
+pub const SCENARIOS: &[&str] = &[
+    "upload", "download", "idle", "storm", "streams", "media", "standard",
+];
 
 /// Runs one scenario against a fresh server.
 pub async fn run(name: &str, target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measurement>> {
@@ -204,6 +226,7 @@ pub async fn run(name: &str, target: &Target, sizes: &Sizes) -> anyhow::Result<V
         "storm" => storm(target, sizes).await,
         "streams" => streams(target, sizes).await,
         "media" => media(target, sizes).await,
+        "standard" => standard::run(target, sizes).await,
         other => bail!(
             "unknown scenario {other:?}; known: {}",
             SCENARIOS.join(", ")

@@ -43,13 +43,13 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     if url.starts_with("sqlite:") {
         // One SQLite file takes one writer at a time; a small pool avoids lock contention.
         options.max_connections(4).min_connections(1);
-        // Read the file through a memory map instead of copying every page with a system call:
-        // large pulls spent a third of their time in `pread` (BENCHMARKS.md). The mapped pages
-        // are the kernel's page cache, shared and reclaimable, not the process's heap.
+        // No memory map (`mmap_size` 0): each pooled connection maps the file on its own, and
+        // every page read through a map counts in the process's resident memory once per
+        // connection, so a 600 MB file read by four connections took the server to 3.4 GB
+        // (BENCHMARKS.md). Pages are read with `pread` into SQLite's own cache (2 MB per
+        // connection), a fixed bound.
         options.map_sqlx_sqlite_opts(|sqlite| {
-            sqlite
-                .pragma("mmap_size", "1073741824")
-                .statement_cache_capacity(16)
+            sqlite.pragma("mmap_size", "0").statement_cache_capacity(16)
         });
     } else {
         options.max_connections(16);

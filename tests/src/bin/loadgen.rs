@@ -10,6 +10,8 @@
 //! ./target/release/loadgen --database postgres://postgres@127.0.0.1:5432/test
 //! ./target/release/loadgen --scenarios upload,storm --runs 5 --json results.json
 //! ./target/release/loadgen --smoke --runs 1                  # small: correctness only
+//! npm ci --prefix tests/peer                                 # pouchdb-server, the peer
+//! ./target/release/loadgen --scenarios standard --peer --runs 3
 //! ```
 
 use std::{
@@ -34,10 +36,12 @@ struct Options {
     sizes: Sizes,
     json: Option<PathBuf>,
     server_bin: PathBuf,
+    /// Also run the standard workload on pouchdb-server (from this npm folder), in each run.
+    peer: Option<PathBuf>,
 }
 
 const USAGE: &str = "loadgen [--database postgres://...] [--scenarios upload,download,idle,storm,streams,media] \
-[--runs N] [--smoke] [--json FILE] [--server-bin PATH] [--upload-devices N] [--upload-mutations N] \
+[--runs N] [--smoke] [--json FILE] [--server-bin PATH] [--peer] [--peer-dir tests/peer] [--upload-devices N] [--upload-mutations N] \
 [--record-bytes N] [--stored 10000,1000000] [--storm-devices N] [--streams N] [--media-mb N] [--media-chunk-mb N]";
 
 fn options() -> anyhow::Result<Options> {
@@ -45,6 +49,10 @@ fn options() -> anyhow::Result<Options> {
     let exe = std::env::current_exe()?;
     let mut options = Options {
         smoke: args.iter().any(|a| a == "--smoke"),
+        peer: args
+            .iter()
+            .any(|a| a == "--peer")
+            .then(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peer"))),
         database: None,
         scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
         runs: 3,
@@ -61,7 +69,7 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        if flag == "--smoke" {
+        if flag == "--smoke" || flag == "--peer" {
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -78,6 +86,7 @@ fn options() -> anyhow::Result<Options> {
             "--runs" => options.runs = value.parse()?,
             "--json" => options.json = Some(value.into()),
             "--server-bin" => options.server_bin = value.into(),
+            "--peer-dir" => options.peer = Some(value.into()),
             "--upload-devices" => sizes.upload_devices = value.parse()?,
             "--upload-mutations" => sizes.upload_mutations = value.parse()?,
             "--record-bytes" => sizes.record_bytes = value.parse()?,
@@ -207,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
         "sqlite"
     };
     let mut all: Vec<(usize, Measurement)> = Vec::new();
+    let mut peer: Vec<Measurement> = Vec::new();
     for name in &options.scenarios {
         for run in 0..options.runs {
             eprintln!("{backend}: {name}, run {} of {}", run + 1, options.runs);
@@ -215,10 +225,28 @@ async fn main() -> anyhow::Result<()> {
             let results = loadgen::run(name, &server.target, &options.sizes)
                 .await
                 .with_context(|| format!("scenario {name} failed its correctness checks"))?;
+            drop(server);
             eprintln!("  done in {:.1} s", started.elapsed().as_secs_f64());
             for result in results {
                 eprintln!("  {}: {:.2} {}", result.metric, result.value, result.unit);
                 all.push((run, result));
+            }
+            if let (Some(dir), "standard") = (&options.peer, name.as_str()) {
+                eprintln!(
+                    "pouchdb-server: standard, run {} of {}",
+                    run + 1,
+                    options.runs
+                );
+                let server = loadgen::couch::Peer::start(dir).await?;
+                let started = Instant::now();
+                let results = loadgen::couch::run(&server.target, &options.sizes)
+                    .await
+                    .context("the peer's workload failed its checks")?;
+                eprintln!("  done in {:.1} s", started.elapsed().as_secs_f64());
+                for result in results {
+                    eprintln!("  {}: {:.2} {}", result.metric, result.value, result.unit);
+                    peer.push(result);
+                }
             }
         }
     }
@@ -269,6 +297,54 @@ async fn main() -> anyhow::Result<()> {
             "database": backend, "scenario": scenario, "metric": metric, "unit": unit,
             "median": median, "runs": runs, "target": goal_text(goal), "met": met,
         }));
+    }
+    if !peer.is_empty() {
+        println!(
+            "\nthe standard workload, Veldwerk ({backend}) and pouchdb-server in the same runs; medians (all runs)"
+        );
+        println!("| figure | pouchdb-server | Veldwerk | ratio | goal |");
+        println!("|---|---|---|---|---|");
+        let ours: Vec<Measurement> = all.iter().map(|(_, m)| m.clone()).collect();
+        let runs_of = |list: &[Measurement], metric: &str| -> String {
+            list.iter()
+                .filter(|m| m.metric == metric)
+                .map(|m| format!("{:.2}", m.value))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for m in ours.iter().filter(|m| m.scenario == "standard") {
+            if ours.iter().position(|o| o.metric == m.metric)
+                != ours.iter().position(|o| std::ptr::eq(o, m))
+            {
+                continue;
+            }
+            let (Some(theirs), Some(mine)) = (
+                loadgen::standard::medians(&peer, &m.metric),
+                loadgen::standard::medians(&ours, &m.metric),
+            ) else {
+                continue;
+            };
+            // Ratios read "times better": rates Veldwerk / peer, times and sizes peer / Veldwerk.
+            let ratio = if mine <= 0.0 || theirs <= 0.0 {
+                "-".to_owned()
+            } else if m.unit == "/s" {
+                format!("{:.2}x", mine / theirs)
+            } else {
+                format!("{:.2}x", theirs / mine)
+            };
+            println!(
+                "| {} | {theirs:.2} ({}) | {mine:.2} ({}) | {ratio} | {} |",
+                m.metric,
+                runs_of(&peer, &m.metric),
+                runs_of(&ours, &m.metric),
+                goal_text(m.goal)
+            );
+            rows.push(serde_json::json!({
+                "database": "pouchdb-server", "scenario": "standard", "metric": m.metric,
+                "unit": m.unit, "median": theirs,
+                "runs": peer.iter().filter(|p| p.metric == m.metric).map(|p| p.value).collect::<Vec<_>>(),
+            }));
+        }
     }
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;

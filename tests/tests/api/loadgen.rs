@@ -23,3 +23,29 @@ db_test!(async fn every_load_scenario_converges_in_a_small_configuration(app) wi
         );
     }
 });
+
+/// The peer's half of the standard workload (pouchdb-server from npm) in the same small
+/// configuration: `loadgen --peer` compares against it, so it must store and return every record.
+#[tokio::test]
+async fn the_peer_runs_the_standard_workload_in_a_small_configuration() {
+    let Some(dir) = crate::fixtures::npm_check_dir("peer", "pouchdb-server") else {
+        return;
+    };
+    let peer = loadgen::couch::Peer::start(&dir)
+        .await
+        .expect("pouchdb-server starts");
+    let results = loadgen::couch::run(&peer.target, &Sizes::smoke())
+        .await
+        .unwrap_or_else(|err| panic!("the peer's workload: {err:#}"));
+    let upload = results
+        .iter()
+        .find(|m| m.metric == loadgen::standard::metric::UPLOAD)
+        .expect("an upload figure");
+    assert!(upload.value > 0.0, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|m| m.metric == loadgen::standard::metric::PEAK_AT_END),
+        "the peer's memory is read from /proc: {results:?}"
+    );
+}

@@ -530,3 +530,68 @@ db_test!(async fn members_removed_from_a_cohort_lose_its_data_at_their_next_pull
     assert!(second_device.ids("cohorts").is_empty());
     app.delete(&format!("{members}/{}", second.user_id), &admin.token).await.expect_error(404, "not_found");
 });
+
+db_test!(async fn an_up_to_date_device_passes_others_writes_and_still_receives_each_change_for_it(app) {
+    // Pulls with nothing for the caller since the cursor are answered by one existence check
+    // (`store::sync::anything_changed`); each kind of change must still get through it.
+    let (mut sanne, cohort, trainer) = phone(&app, "Sanne").await;
+    let code = invite_code(&app, &trainer, &cohort.to_string()).await;
+    let mut pieter = Device::new(&app.address, &app.enrol(&code, "Pieter").await);
+    sanne.pull().await.unwrap();
+    let compare = async |sanne: &mut Device, what: &str| {
+        sanne.pull().await.unwrap();
+        let mut fresh = Device::new(&app.address, &json!({ "access_token": sanne.debug_token() }));
+        fresh.pull().await.unwrap();
+        assert_eq!(sanne.replica(), fresh.replica(), "after {what}: as a fresh device sees it");
+    };
+
+    // Pieter's own interview is not Sanne's to see: her pull moves to the head, with nothing.
+    let before = sanne.cursor.clone();
+    pieter.write("interviews", Uuid::now_v7(), Some(cohort), interview("van Pieter"));
+    pieter.sync().await.unwrap();
+    sanne.pull().await.unwrap();
+    assert_ne!(sanne.cursor, before, "the cursor moves past others' writes");
+    assert_eq!(sanne.cursor, pieter.cursor, "to the head");
+    assert!(sanne.ids("interviews").is_empty());
+
+    // Feedback shared with her (a record of someone else), then unshared (an eviction).
+    let feedback = Uuid::now_v7();
+    pieter.write(
+        "feedback_exercises",
+        feedback,
+        Some(cohort),
+        json!({ "direction": "given", "counterpart_user_id": sanne.user_id, "shared": true, "observation": "helder" }),
+    );
+    pieter.sync().await.unwrap();
+    compare(&mut sanne, "shared feedback").await;
+    assert_eq!(sanne.ids("feedback_exercises"), [feedback]);
+    pieter.write("feedback_exercises", feedback, None, json!({ "shared": false }));
+    pieter.sync().await.unwrap();
+    compare(&mut sanne, "unsharing").await;
+    assert!(sanne.ids("feedback_exercises").is_empty());
+
+    // The schedule (cohort days) and an announcement to the whole cohort.
+    app.patch(
+        &format!("/v1/cohorts/{cohort}/schedule"),
+        &trainer.token,
+        json!({ "days": [{ "day_number": 1, "location": "Elders" }] }),
+    )
+    .await
+    .expect(200);
+    compare(&mut sanne, "a schedule change").await;
+    assert!(sanne.ids("cohort_days").iter().any(|day| sanne.view("cohort_days", *day).unwrap()["location"] == "Elders"));
+    app.post(
+        &format!("/v1/cohorts/{cohort}/announcements"),
+        Some(&trainer.token),
+        json!({ "title": "Dag 2 verplaatst", "body": "Naar de bibliotheek." }),
+    )
+    .await
+    .expect(201);
+    compare(&mut sanne, "an announcement").await;
+    assert!(
+        sanne
+            .ids("announcements")
+            .iter()
+            .any(|id| sanne.view("announcements", *id).unwrap()["title"] == "Dag 2 verplaatst")
+    );
+});

@@ -62,6 +62,23 @@ impl Services {
             },
             Role::Trainer | Role::Admin => Audience::Cohorts(staff_cohorts.clone()),
         };
+        let sources = store::PullSources {
+            collections: COLLECTIONS,
+            audience: &audience,
+            cohort_ids: &member_cohorts,
+            user_id: actor.user_id,
+        };
+        if after > 0 && !store::anything_changed(&self.db, sources, after, head).await? {
+            // Others wrote since the cursor, nothing in the caller's scope: one statement
+            // instead of every source's query (what the full path would answer, as
+            // `page_bound` of empty sources is the head).
+            return Ok(PullResponse {
+                changes: Vec::new(),
+                cursor: cursor::encode(head),
+                has_more: false,
+                server_clock: self.server_clock(None, now_ms),
+            });
+        }
         if after == 0 && actor.role != Role::Participant {
             // A staff device starting from scratch is about to hold these cohorts' participant
             // records: the audit log says so, once per start (not per page).
