@@ -121,7 +121,12 @@ async fn serve_connection<E>(
             poem::http::uri::Scheme::HTTP,
         ));
         async move {
-            let response: hyper::Response<_> = endpoint.get_response(request).await.into();
+            // Boxed: hyper keeps room for the service's future in every connection for as long
+            // as it is open (`Box::pin(None)` of its type), and the whole API's future is about
+            // 14 KB. Boxed, that room is a pointer and the 14 KB exists only while a request is
+            // being answered, not for every idle connection or live stream (BENCHMARKS.md).
+            let response: hyper::Response<_> =
+                Box::pin(endpoint.get_response(request)).await.into();
             Ok::<_, Infallible>(response)
         }
     });
