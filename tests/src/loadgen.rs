@@ -872,55 +872,27 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
         for busy in [false, true] {
             // Busy: someone else writes every 20 ms, so the cursor is always behind the head and
             // every pull runs its queries, finding nothing in the caller's scope.
-            let stop = Arc::new(AtomicBool::new(false));
-            let writes = busy.then(|| {
-                let stop = stop.clone();
-                let mut writer = std::mem::replace(
-                    &mut writer,
-                    Device::with_client(http.clone(), &target.address, &Value::Null),
-                );
-                tokio::spawn(async move {
-                    let mut written = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        write_interviews(&mut writer, writer_cohort, 1, 500, written);
-                        writer.push().await?;
-                        written += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    anyhow::Ok((writer, written))
-                })
+            let background = busy.then(|| {
+                let placeholder = Device::with_client(http.clone(), &target.address, &Value::Null);
+                BackgroundWriter::start(std::mem::replace(&mut writer, placeholder), writer_cohort)
             });
             let mut p99s = Vec::new();
             let mut p50s = Vec::new();
             for _ in 0..sizes.rounds {
-                let mut latencies = Vec::with_capacity(sizes.idle_pulls);
-                for _ in 0..sizes.idle_pulls {
-                    let cursor = device.cursor.clone().context("a cursor after pulling")?;
-                    let started = Instant::now();
-                    let page = pull_page(
-                        &http,
-                        &target.address,
-                        device.debug_token(),
-                        Some(&cursor),
-                        DEFAULT_PULL_LIMIT,
-                    )
-                    .await?;
-                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-                    ensure!(
-                        page.changes.is_empty() && !page.has_more,
-                        "an up-to-date client received changes"
-                    );
-                    device.cursor = Some(page.cursor);
-                }
+                let mut latencies = up_to_date_pulls(
+                    &http,
+                    &target.address,
+                    device,
+                    sizes.idle_pulls,
+                    DEFAULT_PULL_LIMIT,
+                )
+                .await?;
                 latencies.sort_by(f64::total_cmp);
                 p50s.push(latencies[latencies.len() / 2]);
                 p99s.push(latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]);
             }
-            if let Some(writes) = writes {
-                stop.store(true, Ordering::Relaxed);
-                let (returned, written) = writes.await??;
-                ensure!(written > 0, "the other participant wrote nothing");
-                writer = returned;
+            if let Some(background) = background {
+                writer = background.stop().await?.0;
             }
             let when = if busy { ", others writing" } else { "" };
             results.push(measured(
@@ -940,6 +912,63 @@ async fn idle_pulls(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measur
         }
     }
     Ok(results)
+}
+
+/// Another participant of the cohort writing an interview every 20 ms on a task of its own, so
+/// that every pull of the others finds the head moved.
+struct BackgroundWriter {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<anyhow::Result<(Device, u64)>>,
+}
+
+impl BackgroundWriter {
+    fn start(mut device: Device, cohort: Uuid) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut written = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let fields = standard::interview_fields(500, written);
+                device.write("interviews", Uuid::now_v7(), Some(cohort), fields);
+                device.push().await?;
+                written += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok((device, written))
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the writing: the device back, and how many interviews it wrote (an error if none).
+    async fn stop(self) -> anyhow::Result<(Device, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (device, written) = self.task.await??;
+        ensure!(written > 0, "the other participant wrote nothing");
+        Ok((device, written))
+    }
+}
+
+/// `count` pulls by an up-to-date device, each checked to bring nothing: their latencies in ms.
+async fn up_to_date_pulls(
+    http: &reqwest::Client,
+    address: &str,
+    device: &mut Device,
+    count: usize,
+    limit: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let cursor = device.cursor.clone().context("a cursor after pulling")?;
+        let started = Instant::now();
+        let page = pull_page(http, address, device.debug_token(), Some(&cursor), limit).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        ensure!(
+            page.changes.is_empty() && !page.has_more,
+            "an up-to-date device received changes"
+        );
+        device.cursor = Some(page.cursor);
+    }
+    Ok(latencies)
 }
 
 /// A thousand devices come online at once, each with offline interviews, and sync.

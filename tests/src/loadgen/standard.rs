@@ -6,13 +6,7 @@
 //! stored and then with its second, and finally a trainer downloads everything in pages of the
 //! largest size. The server's peak memory (`VmHWM`) is read after the first part and at the end.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use futures_util::{StreamExt, stream};
@@ -21,8 +15,8 @@ use uuid::Uuid;
 use veldwerk_sync_protocol::Change;
 
 use super::{
-    Api, Goal, Measurement, Sizes, Target, check_converged, fleet, measured, median, notes,
-    pull_page, staff, text,
+    Api, BackgroundWriter, Goal, Measurement, Sizes, Target, check_converged, fleet, measured,
+    median, notes, pull_page, staff, text, up_to_date_pulls,
 };
 use crate::client::Device;
 
@@ -199,49 +193,16 @@ pub async fn run(target: &Target, sizes: &Sizes) -> anyhow::Result<Vec<Measureme
         let device = &mut devices[0].0;
         device.pull().await?;
         for busy in [false, true] {
-            let stop = Arc::new(AtomicBool::new(false));
-            let writes = busy.then(|| {
-                let stop = stop.clone();
-                let mut other = std::mem::replace(
-                    &mut writer,
-                    Device::with_client(http.clone(), &target.address, &Value::Null),
-                );
-                tokio::spawn(async move {
-                    let mut count = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let fields = interview_fields(500, count);
-                        other.write("interviews", Uuid::now_v7(), Some(cohort), fields);
-                        other.push().await?;
-                        count += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    anyhow::Ok((other, count))
-                })
+            let background = busy.then(|| {
+                let placeholder = Device::with_client(http.clone(), &target.address, &Value::Null);
+                BackgroundWriter::start(std::mem::replace(&mut writer, placeholder), cohort)
             });
-            let mut latencies = Vec::with_capacity(sizes.standard_pulls);
-            for _ in 0..sizes.standard_pulls {
-                let cursor = device.cursor.clone().context("a cursor after pulling")?;
-                let started = Instant::now();
-                let page = pull_page(
-                    &http,
-                    &target.address,
-                    device.debug_token(),
-                    Some(&cursor),
-                    1_000,
-                )
-                .await?;
-                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-                ensure!(
-                    page.changes.is_empty() && !page.has_more,
-                    "an up-to-date participant received changes"
-                );
-                device.cursor = Some(page.cursor);
-            }
-            if let Some(writes) = writes {
-                stop.store(true, Ordering::Relaxed);
-                let (returned, count) = writes.await??;
-                ensure!(count > 0, "the other participant wrote nothing");
-                stored += count as usize;
+            let latencies =
+                up_to_date_pulls(&http, &target.address, device, sizes.standard_pulls, 1_000)
+                    .await?;
+            if let Some(background) = background {
+                let (returned, written) = background.stop().await?;
+                stored += written as usize;
                 writer = returned;
             }
             results.push(measured(
