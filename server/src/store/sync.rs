@@ -470,6 +470,11 @@ fn json_column<T: serde::de::DeserializeOwned>(
     row: &QueryResult,
     column: &str,
 ) -> Result<T, DbErr> {
+    // SQLite keeps JSON as text: parse it straight into `T` rather than through a `Value` tree
+    // (every record of a pull page has two such columns). PostgreSQL's driver hands over a tree.
+    if let Ok(text) = row.try_get::<String>("", column) {
+        return serde_json::from_str(&text).map_err(|err| DbErr::Json(err.to_string()));
+    }
     let value: Value = row.try_get("", column)?;
     serde_json::from_value(value).map_err(|err| DbErr::Json(err.to_string()))
 }
