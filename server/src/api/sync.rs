@@ -254,17 +254,15 @@ fn streamed_page(page: PullResponse) -> Response {
     let mut closing = b"],".to_vec();
     closing.extend_from_slice(tail.get(1..).unwrap_or_default());
     let mut remaining = changes.into_iter().peekable();
-    let mut started = false;
+    let mut chunk = b"{\"changes\":[".to_vec();
+    let mut finished = false;
+    let mut first = true;
     let chunks = stream::iter(std::iter::from_fn(move || {
-        let mut chunk = Vec::new();
-        if !started {
-            started = true;
-            chunk.extend_from_slice(b"{\"changes\":[");
-        } else if remaining.peek().is_none() {
+        if finished {
             return None;
         }
-        for (index, change) in remaining.by_ref().take(CHANGES_PER_CHUNK).enumerate() {
-            if index > 0 || chunk.first() != Some(&b'{') {
+        for change in remaining.by_ref().take(CHANGES_PER_CHUNK) {
+            if !std::mem::take(&mut first) {
                 chunk.push(b',');
             }
             // Records hold JSON values and strings only: writing them to a Vec cannot fail.
@@ -272,8 +270,11 @@ fn streamed_page(page: PullResponse) -> Response {
         }
         if remaining.peek().is_none() {
             chunk.extend_from_slice(&closing);
+            finished = true;
         }
-        Some(Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)))
+        Some(Ok::<_, std::io::Error>(bytes::Bytes::from(std::mem::take(
+            &mut chunk,
+        ))))
     }));
     Response::builder()
         .content_type("application/json; charset=utf-8")
@@ -310,6 +311,43 @@ mod tests {
         assert!(super::version_parts("2") > super::version_parts("1.99"));
         assert!(super::version_parts("1.4") < super::version_parts("1.4.1"));
         assert_eq!(super::version_parts("1.4.0"), super::version_parts("1.4"));
+    }
+
+    /// The streamed page is byte for byte what `Json(page)` sends, at the chunk edges too:
+    /// empty, one change, exactly one chunk, one past it, several chunks.
+    #[tokio::test]
+    async fn a_streamed_page_is_the_pages_json() {
+        use veldwerk_sync_protocol::{Change, Hlc, PullResponse};
+        for count in [
+            0,
+            1,
+            super::CHANGES_PER_CHUNK,
+            super::CHANGES_PER_CHUNK + 1,
+            450,
+        ] {
+            let page = PullResponse {
+                changes: (0..count)
+                    .map(|n| Change::Evict {
+                        collection: format!("interviews \u{0} \"{n}\""),
+                        id: uuid::Uuid::now_v7(),
+                    })
+                    .collect(),
+                cursor: "c1.42".to_owned(),
+                has_more: count % 2 == 0,
+                server_clock: Hlc::new(1_733_000_000_000, 3, "server"),
+            };
+            let expected = serde_json::to_vec(&page).unwrap();
+            let body = super::streamed_page(page)
+                .into_body()
+                .into_vec()
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{count} changes"
+            );
+        }
     }
 }
 

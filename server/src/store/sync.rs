@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect,
     sea_query::{
         Alias, Condition, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, SimpleExpr,
         Value as SqlValue,
@@ -397,17 +397,22 @@ async fn read_records(
     spec: &'static CollectionSpec,
     statement: &SelectStatement,
 ) -> Result<Vec<StoredRecord>, DbErr> {
+    let backend = db.get_database_backend();
     // Each raw row is dropped once decoded: a page of thousands is not held twice.
     db.query_all(statement)
         .await?
         .into_iter()
-        .map(|row| read_record(spec, &row))
+        .map(|row| read_record(spec, &row, backend))
         .collect()
 }
 
-fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<StoredRecord, DbErr> {
-    let clocks: BTreeMap<String, Hlc> = json_column(row, "clocks")?;
-    let conflicts: Vec<ConflictReport> = json_column(row, "conflicts")?;
+fn read_record(
+    spec: &'static CollectionSpec,
+    row: &QueryResult,
+    backend: DbBackend,
+) -> Result<StoredRecord, DbErr> {
+    let clocks: BTreeMap<String, Hlc> = json_column(row, "clocks", backend)?;
+    let conflicts: Vec<ConflictReport> = json_column(row, "conflicts", backend)?;
     let mut state = RecordState::new();
     for field in spec.fields {
         let Some(clock) = clocks.get(field.name) else {
@@ -469,10 +474,12 @@ fn read_record(spec: &'static CollectionSpec, row: &QueryResult) -> Result<Store
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &QueryResult,
     column: &str,
+    backend: DbBackend,
 ) -> Result<T, DbErr> {
     // SQLite keeps JSON as text: parse it straight into `T` rather than through a `Value` tree
     // (every record of a pull page has two such columns). PostgreSQL's driver hands over a tree.
-    if let Ok(text) = row.try_get::<String>("", column) {
+    if backend == DbBackend::Sqlite {
+        let text: String = row.try_get("", column)?;
         return serde_json::from_str(&text).map_err(|err| DbErr::Json(err.to_string()));
     }
     let value: Value = row.try_get("", column)?;

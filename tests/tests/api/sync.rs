@@ -538,6 +538,8 @@ db_test!(async fn an_up_to_date_device_passes_others_writes_and_still_receives_e
     let code = invite_code(&app, &trainer, &cohort.to_string()).await;
     let mut pieter = Device::new(&app.address, &app.enrol(&code, "Pieter").await);
     sanne.pull().await.unwrap();
+    let mut staff = trainer_device(&app).await;
+    staff.pull().await.unwrap();
     let compare = async |sanne: &mut Device, what: &str| {
         sanne.pull().await.unwrap();
         let mut fresh = Device::new(&app.address, &json!({ "access_token": sanne.debug_token() }));
@@ -553,6 +555,9 @@ db_test!(async fn an_up_to_date_device_passes_others_writes_and_still_receives_e
     assert_ne!(sanne.cursor, before, "the cursor moves past others' writes");
     assert_eq!(sanne.cursor, pieter.cursor, "to the head");
     assert!(sanne.ids("interviews").is_empty());
+    // The cohort's trainer, up to date too, sees it (the check's staff scope is the cohort).
+    compare(&mut staff, "a participant's interview, for the trainer").await;
+    assert_eq!(staff.ids("interviews").len(), 1);
 
     // Feedback shared with her (a record of someone else), then unshared (an eviction).
     let feedback = Uuid::now_v7();
