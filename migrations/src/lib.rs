@@ -22,6 +22,7 @@ mod m20261203_000012_create_audit_log;
 mod m20261203_000013_add_retention;
 mod m20261203_000014_create_console_sessions;
 mod m20261204_000015_add_device_sync_health;
+mod m20261204_000016_add_record_wire_tail;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_add_retention::Migration),
             Box::new(m20261203_000014_create_console_sessions::Migration),
             Box::new(m20261204_000015_add_device_sync_health::Migration),
+            Box::new(m20261204_000016_add_record_wire_tail::Migration),
         ]
     }
 }

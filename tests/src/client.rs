@@ -247,6 +247,24 @@ impl Device {
         Ok(())
     }
 
+    /// The body of one pull from no cursor, as the server wrote it, without applying it.
+    pub async fn raw_first_page(&self, limit: usize) -> anyhow::Result<String> {
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/sync/pull?limit={limit}"),
+            )
+            .send()
+            .await
+            .context("pull failed to reach the server")?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            bail!("pull answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// Pulls one page and applies it. Returns whether more pages wait.
     pub async fn pull_page(&mut self, limit: Option<usize>) -> anyhow::Result<bool> {
         // Cursors are URL-safe by construction (`c1.<digits>`).

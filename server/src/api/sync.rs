@@ -19,11 +19,15 @@ use poem::{
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use veldwerk_sync_protocol::{
-    APP_VERSION_HEADER, MAX_BATCH, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, ReadPush,
+    APP_VERSION_HEADER, MAX_BATCH, PROTOCOL_HEADER, PROTOCOL_VERSION, ReadPush,
 };
 
 use super::error::{ApiError, error_response};
-use crate::service::{Actor, Error, Services, progress::OutboxReport, sync::ChangeNotice};
+use crate::service::{
+    Actor, Error, Services,
+    progress::OutboxReport,
+    sync::{ChangeNotice, PageChange, PullPage},
+};
 
 /// The sync routes, to nest under `/v1/sync`.
 pub fn routes() -> Route {
@@ -209,7 +213,7 @@ async fn pull(req: &Request, services: Data<&Services>) -> poem::Result<Response
     let actor = authenticate(req, &services).await?;
     let params: PullParams = read_query(req).await?;
     let response = services
-        .pull(&actor, params.cursor.as_deref(), params.limit)
+        .pull_page(&actor, params.cursor.as_deref(), params.limit)
         .await
         .map_err(failure)?;
     record_health(
@@ -230,14 +234,14 @@ const CHANGES_PER_CHUNK: usize = 200;
 /// changes at a time, each chunk's changes dropped as it is written. A page of 5,000 interviews
 /// never exists as records and as one 15 MB JSON text at once; the server's peak memory follows
 /// the chunk, not the page (BENCHMARKS.md, "the standard workload").
-fn streamed_page(page: PullResponse) -> Response {
+fn streamed_page(page: PullPage) -> Response {
     #[derive(serde::Serialize)]
     struct Tail<'a> {
         cursor: &'a str,
         has_more: bool,
         server_clock: &'a veldwerk_sync_protocol::Hlc,
     }
-    let PullResponse {
+    let PullPage {
         changes,
         cursor,
         has_more,
@@ -265,8 +269,15 @@ fn streamed_page(page: PullResponse) -> Response {
             if !std::mem::take(&mut first) {
                 chunk.push(b',');
             }
-            // Records hold JSON values and strings only: writing them to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut chunk, &change);
+            match change {
+                // Records hold JSON values and strings only: writing them to a Vec cannot fail.
+                PageChange::Change(change) => {
+                    let _ = serde_json::to_writer(&mut chunk, &change);
+                }
+                // Most records: their JSON as stored, copied.
+                PageChange::Json { json, .. } => chunk.extend_from_slice(json.as_bytes()),
+                PageChange::Moved { .. } => {}
+            }
         }
         if remaining.peek().is_none() {
             chunk.extend_from_slice(&closing);
@@ -313,11 +324,13 @@ mod tests {
         assert_eq!(super::version_parts("1.4.0"), super::version_parts("1.4"));
     }
 
-    /// The streamed page is byte for byte what `Json(page)` sends, at the chunk edges too:
-    /// empty, one change, exactly one chunk, one past it, several chunks.
+    /// The streamed page is byte for byte what `Json(page)` sends for the decoded page, at the
+    /// chunk edges too (empty, one change, exactly one chunk, one past it, several chunks), with
+    /// changes built here and stored record JSON mixed.
     #[tokio::test]
     async fn a_streamed_page_is_the_pages_json() {
-        use veldwerk_sync_protocol::{Change, Hlc, PullResponse};
+        use crate::service::sync::{PageChange, PullPage};
+        use veldwerk_sync_protocol::{Change, Hlc};
         for count in [
             0,
             1,
@@ -325,23 +338,40 @@ mod tests {
             super::CHANGES_PER_CHUNK + 1,
             450,
         ] {
-            let page = PullResponse {
-                changes: (0..count)
-                    .map(|n| Change::Evict {
-                        collection: format!("interviews \u{0} \"{n}\""),
-                        id: uuid::Uuid::now_v7(),
-                    })
-                    .collect(),
+            let changes = (0..count)
+                .map(|n| {
+                    let id = uuid::Uuid::now_v7();
+                    if n % 3 == 0 {
+                        PageChange::Json {
+                            collection: "interviews",
+                            id,
+                            json: format!(
+                                r#"{{"op":"put","collection":"interviews","id":"{id}","version":{n},"fields":{{"notes":"\u0000 \"{n}\""}}}}"#
+                            ),
+                        }
+                    } else {
+                        PageChange::Change(Change::Evict {
+                            collection: format!("interviews \u{0} \"{n}\""),
+                            id,
+                        })
+                    }
+                })
+                .collect();
+            let page = PullPage {
+                changes,
                 cursor: "c1.42".to_owned(),
                 has_more: count % 2 == 0,
                 server_clock: Hlc::new(1_733_000_000_000, 3, "server"),
             };
-            let expected = serde_json::to_vec(&page).unwrap();
             let body = super::streamed_page(page)
                 .into_body()
                 .into_vec()
                 .await
                 .unwrap();
+            let decoded: veldwerk_sync_protocol::PullResponse =
+                serde_json::from_slice(&body).expect("the page parses");
+            assert_eq!(decoded.changes.len(), count, "{count} changes");
+            let expected = serde_json::to_vec(&decoded).unwrap();
             assert_eq!(
                 String::from_utf8(body).unwrap(),
                 String::from_utf8(expected).unwrap(),

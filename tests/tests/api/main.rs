@@ -22,6 +22,7 @@ mod protocol_doc;
 mod push;
 mod replicas;
 mod rxdb;
+mod stored_json;
 mod sync;
 mod sync_edges;
 mod sync_faults;

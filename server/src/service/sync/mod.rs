@@ -31,7 +31,7 @@ use crate::store::{
 
 pub use self::{
     notices::ChangeNotice,
-    pull::{PageBound, page_bound},
+    pull::{PageBound, PageChange, PullPage, page_bound},
     watermelon::WatermelonPushAnswer,
 };
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use veldwerk_sync_protocol::{
-    Change, MAX_PULL_LIMIT, PullResponse, Record, cursor, merge::DELETED, schema::COLLECTIONS,
+    Change, Hlc, MAX_PULL_LIMIT, PullResponse, Record, cursor, schema::COLLECTIONS,
 };
 
 use crate::service::{Actor, Error, Result, Role, Services, cohorts::day_start};
@@ -15,13 +15,23 @@ use crate::store::sync::{self as store, Audience, StoredRecord};
 
 impl Services {
     /// Changes in the caller's scope after `cursor`, at most `limit` (whole versions only).
-    #[tracing::instrument(skip_all, fields(user.id = %actor.user_id))]
     pub async fn pull(
         &self,
         actor: &Actor,
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<PullResponse> {
+        self.pull_page(actor, cursor, limit).await?.decode()
+    }
+
+    /// The same page with records as their stored JSON, for writing out as it is.
+    #[tracing::instrument(skip_all, fields(user.id = %actor.user_id))]
+    pub async fn pull_page(
+        &self,
+        actor: &Actor,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<PullPage> {
         let after = match cursor {
             None | Some("") => 0,
             Some(text) => cursor::decode(text).ok_or_else(|| {
@@ -47,7 +57,7 @@ impl Services {
         if after > 0 && after == head {
             // Nothing was committed after the cursor, so nothing can have changed for anyone:
             // the common pull of an app that is up to date costs one query.
-            return Ok(PullResponse {
+            return Ok(PullPage {
                 changes: Vec::new(),
                 cursor: cursor::encode(head),
                 has_more: false,
@@ -72,7 +82,7 @@ impl Services {
             // Others wrote since the cursor, nothing in the caller's scope: one statement
             // instead of every source's query (what the full path would answer, as
             // `page_bound` of empty sources is the head).
-            return Ok(PullResponse {
+            return Ok(PullPage {
                 changes: Vec::new(),
                 cursor: cursor::encode(head),
                 has_more: false,
@@ -107,7 +117,7 @@ impl Services {
         let sources = self.change_sources(&scope, after, head, fetch).await?;
         let page = page_bound(&sources, limit, head);
         let (bound, has_more) = (page.bound, page.has_more);
-        let mut changes: Vec<(i64, Change)> = sources
+        let mut changes: Vec<(i64, PageChange)> = sources
             .into_iter()
             .flatten()
             .filter(|(version, _)| {
@@ -130,37 +140,40 @@ impl Services {
             }
             for spec in COLLECTIONS {
                 for record in store::cohort_records_upto(&self.db, spec, cohort_id, after).await? {
-                    changes.push((record.version, put(record, actor)));
+                    changes.push((record.version, PageChange::Change(put(record, actor))));
                 }
             }
             let ids = [cohort_id];
             for c in store::changed_cohorts(&self.db, &ids, -1, after, store::UNLIMITED).await? {
-                changes.push((c.version, cohort_change(&c)));
+                changes.push((c.version, PageChange::Change(cohort_change(&c))));
             }
             let zones = cohort_store_zones(&self.db, &ids).await?;
             for d in store::changed_days(&self.db, &ids, -1, after, store::UNLIMITED).await? {
-                changes.push((d.version, day_change(&d, &zones)));
+                changes.push((d.version, PageChange::Change(day_change(&d, &zones))));
             }
             for a in store::changed_assignments(&self.db, &ids, -1, after, store::UNLIMITED).await?
             {
-                changes.push((a.version, assignment_change(&a)));
+                changes.push((a.version, PageChange::Change(assignment_change(&a))));
             }
             let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
             for row in
                 store::changed_announcements(&self.db, &ids, recipient, -1, after, store::UNLIMITED)
                     .await?
             {
-                changes.push(announcement_change(&row)?);
+                let (version, change) = announcement_change(&row)?;
+                changes.push((version, PageChange::Change(change)));
             }
         }
 
         // Version order; within a version evictions first, so a record evicted and re-shared in
         // one batch ends up present.
-        changes.sort_by(|(va, a), (vb, b)| {
-            (va, change_rank(a), change_key(a)).cmp(&(vb, change_rank(b), change_key(b)))
-        });
-        Ok(PullResponse {
-            changes: changes.into_iter().map(|(_, change)| change).collect(),
+        changes.sort_by(|(va, a), (vb, b)| (va, a.order_key()).cmp(&(vb, b.order_key())));
+        Ok(PullPage {
+            changes: changes
+                .into_iter()
+                .filter(|(_, change)| !matches!(change, PageChange::Moved { .. }))
+                .map(|(_, change)| change)
+                .collect(),
             cursor: cursor::encode(bound),
             has_more,
             server_clock: self.server_clock(None, now_ms),
@@ -176,18 +189,27 @@ impl Services {
         after: i64,
         upto: i64,
         fetch: u64,
-    ) -> Result<Vec<Vec<(i64, Change)>>> {
+    ) -> Result<Vec<Vec<(i64, PageChange)>>> {
         let PullScope {
             actor,
             audience,
             member_cohorts,
         } = scope;
-        let mut sources: Vec<Vec<(i64, Change)>> = Vec::new();
+        let mut sources: Vec<Vec<(i64, PageChange)>> = Vec::new();
         for spec in COLLECTIONS {
-            let rows = store::changed_records(&self.db, spec, audience, after, upto, fetch).await?;
+            let rows = store::changed_page_records(
+                &self.db,
+                spec,
+                audience,
+                actor.user_id,
+                after,
+                upto,
+                fetch,
+            )
+            .await?;
             sources.push(
                 rows.into_iter()
-                    .map(|r| (r.version, put(r, actor)))
+                    .map(|r| (r.version, page_put(r, actor)))
                     .collect(),
             );
         }
@@ -195,14 +217,14 @@ impl Services {
         sources.push(
             cohorts
                 .iter()
-                .map(|c| (c.version, cohort_change(c)))
+                .map(|c| (c.version, PageChange::Change(cohort_change(c))))
                 .collect(),
         );
         let days = store::changed_days(&self.db, member_cohorts, after, upto, fetch).await?;
         let zones: HashMap<Uuid, String> = cohort_store_zones(&self.db, member_cohorts).await?;
         sources.push(
             days.iter()
-                .map(|d| (d.version, day_change(d, &zones)))
+                .map(|d| (d.version, PageChange::Change(day_change(d, &zones))))
                 .collect(),
         );
         let assignments =
@@ -210,7 +232,7 @@ impl Services {
         sources.push(
             assignments
                 .iter()
-                .map(|a| (a.version, assignment_change(a)))
+                .map(|a| (a.version, PageChange::Change(assignment_change(a))))
                 .collect(),
         );
         let recipient = (actor.role == Role::Participant).then_some(actor.user_id);
@@ -220,7 +242,10 @@ impl Services {
         sources.push(
             announcements
                 .iter()
-                .map(announcement_change)
+                .map(|row| {
+                    announcement_change(row)
+                        .map(|(version, change)| (version, PageChange::Change(change)))
+                })
                 .collect::<std::result::Result<_, sea_orm::DbErr>>()?,
         );
         let evictions = store::evictions_since(&self.db, actor.user_id, after, upto, fetch).await?;
@@ -230,10 +255,10 @@ impl Services {
                 .map(|e| {
                     (
                         e.version,
-                        Change::Evict {
+                        PageChange::Change(Change::Evict {
                             collection: e.collection,
                             id: e.record_id,
-                        },
+                        }),
                     )
                 })
                 .collect(),
@@ -251,37 +276,22 @@ struct PullScope<'a> {
 
 /// A stored record as a change to send, taken apart rather than copied: pages carry thousands.
 pub(super) fn put(record: StoredRecord, actor: &Actor) -> Change {
-    let mut fields = BTreeMap::new();
-    let mut clocks = BTreeMap::new();
-    let mut deleted = false;
-    let tombstone = record.is_deleted();
-    for (field, stamped) in record.state {
-        if field == DELETED {
-            deleted = stamped.value == Value::Bool(true);
-        } else if tombstone {
-            // A tombstone carries its id, version and delete clock, nothing else.
-            continue;
-        } else if !stamped.value.is_null() && record.spec.field(&field).is_some() {
-            fields.insert(field.clone(), stamped.value);
-        }
-        clocks.insert(field, stamped.clock);
-    }
-    Change::Put(Record {
-        collection: record.spec.name.to_owned(),
-        id: record.id,
-        version: record.version,
-        owner_id: Some(record.owner_id),
-        cohort_id: Some(record.cohort_id),
-        deleted,
-        fields,
-        clocks,
-        // Losing values are the owner's to see and resolve.
-        conflicts: if record.owner_id == actor.user_id && !tombstone {
-            record.conflicts
-        } else {
-            Vec::new()
+    // Losing values are the owner's to see and resolve.
+    let owner = record.owner_id == actor.user_id;
+    Change::Put(record.into_wire(owner))
+}
+
+fn page_put(record: store::PageRecord, actor: &Actor) -> PageChange {
+    let (collection, id) = (record.spec.name, record.id);
+    match record.body {
+        store::PageBody::Json(json) => PageChange::Json {
+            collection,
+            id,
+            json,
         },
-    })
+        store::PageBody::Decoded(stored) => PageChange::Change(put(stored, actor)),
+        store::PageBody::Moved => PageChange::Moved { collection, id },
+    }
 }
 
 fn read_only(
@@ -409,17 +419,66 @@ fn announcement_change(
     ))
 }
 
-fn change_rank(change: &Change) -> u8 {
-    match change {
-        Change::Evict { .. } => 0,
-        Change::Put(_) => 1,
+/// One change of a pull page.
+#[derive(Debug)]
+pub enum PageChange {
+    /// A change built from its rows.
+    Change(Change),
+    /// A record's JSON as stored with it (see `store::sync::wire_json`), sent as it is.
+    Json {
+        collection: &'static str,
+        id: Uuid,
+        json: String,
+    },
+    /// A record that changed again while the page was read: it counts towards the page's size
+    /// but is sent with its new version, in a later page.
+    Moved { collection: &'static str, id: Uuid },
+}
+
+impl PageChange {
+    /// Within a version evictions come first, then records by collection and id.
+    fn order_key(&self) -> (u8, &str, Uuid) {
+        match self {
+            PageChange::Change(Change::Evict { collection, id }) => (0, collection, *id),
+            PageChange::Change(Change::Put(record)) => (1, &record.collection, record.id),
+            PageChange::Json { collection, id, .. } | PageChange::Moved { collection, id } => {
+                (1, collection, *id)
+            }
+        }
     }
 }
 
-fn change_key(change: &Change) -> (&str, Uuid) {
-    match change {
-        Change::Evict { collection, id } => (collection, *id),
-        Change::Put(record) => (&record.collection, record.id),
+/// A pull page as the service builds it: records mostly as their stored JSON, which the native
+/// endpoint writes out as it is.
+#[derive(Debug)]
+pub struct PullPage {
+    /// In version order, whole versions only; never `PageChange::Moved`.
+    pub changes: Vec<PageChange>,
+    pub cursor: String,
+    pub has_more: bool,
+    pub server_clock: Hlc,
+}
+
+impl PullPage {
+    /// The page as protocol types, for the adapters (RxDB, WatermelonDB) and tests.
+    pub fn decode(self) -> Result<PullResponse> {
+        let changes = self
+            .changes
+            .into_iter()
+            .filter_map(|change| match change {
+                PageChange::Change(change) => Some(Ok(change)),
+                PageChange::Json { json, .. } => Some(serde_json::from_str(&json).map_err(|err| {
+                    Error::Internal(anyhow::anyhow!("a stored record does not parse: {err}"))
+                })),
+                PageChange::Moved { .. } => None,
+            })
+            .collect::<Result<_>>()?;
+        Ok(PullResponse {
+            changes,
+            cursor: self.cursor,
+            has_more: self.has_more,
+            server_clock: self.server_clock,
+        })
     }
 }
 
@@ -438,7 +497,7 @@ pub struct PageBound {
 /// the page ends before its last version, or, when all its rows are of one version, at that
 /// version, which must then be fetched whole. The page ends at the lowest such bound. Whole
 /// versions only: a push's changes always arrive together, however many they are.
-pub fn page_bound(sources: &[Vec<(i64, Change)>], limit: usize, head: i64) -> PageBound {
+pub fn page_bound<T>(sources: &[Vec<(i64, T)>], limit: usize, head: i64) -> PageBound {
     let mut bound = head;
     let mut has_more = false;
     let mut cut_at: Option<i64> = None;

@@ -2,6 +2,8 @@
 //! specs of `veldwerk-sync-protocol`, so one set of queries serves every collection), applied
 //! mutations, evictions and scope grants.
 
+mod wire;
+
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -25,6 +27,7 @@ use veldwerk_sync_protocol::{
         PARENT_ID_FIELD, SHARED_FIELD,
     },
 };
+pub use wire::{PageBody, PageRecord, changed_page_records, wire_json};
 
 /// Common columns of every record table.
 const META_COLUMNS: &[&str] = &[
@@ -153,27 +156,6 @@ pub enum Audience {
     Participant { user: Uuid, cohorts: Vec<Uuid> },
     /// A trainer or admin: every record of these cohorts.
     Cohorts(Vec<Uuid>),
-}
-
-/// Records of one collection in the audience with `after < version <= upto`, in version order,
-/// at most `limit`.
-pub async fn changed_records(
-    db: &impl ConnectionTrait,
-    spec: &'static CollectionSpec,
-    audience: &Audience,
-    after: i64,
-    upto: i64,
-    limit: u64,
-) -> Result<Vec<StoredRecord>, DbErr> {
-    let statement = select_records(spec)
-        .cond_where(record_scope(spec, audience))
-        .and_where(Expr::col("version").gt(after))
-        .and_where(Expr::col("version").lte(upto))
-        .order_by("version", Order::Asc)
-        .order_by("id", Order::Asc)
-        .limit(limit)
-        .to_owned();
-    read_records(db, spec, &statement).await
 }
 
 /// The rows of one collection the audience may pull.
@@ -496,8 +478,10 @@ pub async fn upsert_records(
     if records.is_empty() {
         return Ok(());
     }
+    let backend = db.get_database_backend();
     let mut columns: Vec<&str> = META_COLUMNS.to_vec();
     columns.extend(spec.fields.iter().map(|field| field.name));
+    columns.push(wire::WIRE_TAIL);
     let mut insert = Query::insert();
     insert
         .into_table(spec.name)
@@ -522,6 +506,7 @@ pub async fn upsert_records(
         for field in spec.fields {
             values.push(sql_value(field.ty, record.value(field.name)).into());
         }
+        values.push(wire::wire_tail(record, backend).into());
         insert
             .values(values)
             .map_err(|err| DbErr::Custom(err.to_string()))?;
