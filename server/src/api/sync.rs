@@ -6,15 +6,12 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{StreamExt, stream, stream::BoxStream};
 use poem::{
     Body, FromRequest, IntoResponse, Request, Response, Route, get, handler,
     http::StatusCode,
     post,
-    web::{
-        Data, Json, Query,
-        sse::{Event, SSE},
-    },
+    web::{Data, Json, Query, sse::Event},
 };
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -316,6 +313,47 @@ pub(super) async fn record_health(
 
 #[cfg(test)]
 mod tests {
+    /// Events go out one chunk each as they come, a quiet stream gets a comment every keep-alive
+    /// period, and the body ends with the events.
+    #[tokio::test]
+    async fn an_event_stream_sends_events_as_they_come_and_comments_while_quiet() {
+        use futures_util::StreamExt;
+        use poem::web::sse::Event;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|event| (event, receiver))
+        })
+        .boxed();
+        let response = super::event_stream_response(events, std::time::Duration::from_millis(200));
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{:?}",
+            response.headers()
+        );
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+        let mut body = response.into_body().into_bytes_stream();
+        let mut next = async || {
+            tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .expect("a chunk within 5 s")
+                .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
+        };
+        sender
+            .send(Event::message("{}").event_type("poke"))
+            .unwrap();
+        assert_eq!(next().await.unwrap(), "event: poke\ndata: {}\n\n");
+        // Quiet: a comment, then another.
+        assert_eq!(next().await.unwrap(), ":\n\n");
+        assert_eq!(next().await.unwrap(), ":\n\n");
+        sender
+            .send(Event::message("{}").event_type("ready"))
+            .unwrap();
+        assert_eq!(next().await.unwrap(), "event: ready\ndata: {}\n\n");
+        drop(sender);
+        assert_eq!(next().await, None, "the body ends with the events");
+    }
+
     #[test]
     fn app_versions_compare_numerically() {
         assert!(super::version_parts("1.10.0") > super::version_parts("1.9.3"));
@@ -426,9 +464,41 @@ pub(super) async fn event_stream(
     };
     let open = OpenStream::new(services.clone(), actor.device_id);
     let receiver = services.subscribe_changes();
-    Ok(SSE::new(poke_stream(receiver, interest, open, pokes))
-        .keep_alive(Duration::from_secs(15))
-        .into_response())
+    Ok(event_stream_response(
+        poke_stream(receiver, interest, open, pokes),
+        KEEP_ALIVE,
+    ))
+}
+
+/// How often a stream with nothing to say sends a comment, which keeps it open through proxies
+/// and the server's own idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A `text/event-stream` answer carrying `outgoing`, with a comment every `keep_alive`. Not poem's
+/// `SSE`: that one writes its events through a reader with a 4 KiB buffer, which every open stream
+/// keeps for its life (10,000 idle streams, BENCHMARKS.md); here each event becomes its own chunk.
+fn event_stream_response(
+    mut outgoing: BoxStream<'static, Event>,
+    keep_alive: Duration,
+) -> Response {
+    let mut comments =
+        tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+    comments.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = stream::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(event) = outgoing.poll_next_unpin(cx) {
+            return std::task::Poll::Ready(
+                event.map(|event| Ok::<_, std::io::Error>(bytes::Bytes::from(event.to_string()))),
+            );
+        }
+        comments
+            .poll_tick(cx)
+            .map(|_| Some(Ok(bytes::Bytes::from_static(b":\n\n"))))
+    });
+    Response::builder()
+        .content_type("text/event-stream")
+        .header("X-Accel-Buffering", "no")
+        .header("Cache-Control", "no-cache")
+        .body(Body::from_bytes_stream(body))
 }
 
 /// What one stream listens for.
@@ -485,7 +555,7 @@ fn poke_stream(
     interest: Interest,
     open: OpenStream,
     pokes: Pokes,
-) -> impl Stream<Item = Event> + Send + 'static {
+) -> BoxStream<'static, Event> {
     let hello = stream::iter([Event::retry(RECONNECT_AFTER_MS), pokes.event("ready")]);
     let pokes = stream::unfold(Some((receiver, interest, open)), move |state| async move {
         let (mut receiver, interest, open) = state?;

@@ -163,3 +163,82 @@ db_test!(async fn requests_hyper_refuses_are_answered_in_the_error_shape(app) {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 });
+
+/// Reads one HTTP/1.1 answer's head from a raw socket.
+async fn answer_head(socket: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+// The server tells HTTP/2 from HTTP/1 by the first bytes it reads itself (`http_server.rs`):
+// requests that arrive in pieces, heads larger than what it reads first, and HTTP/2 without TLS,
+// whole or with its preface split, must all be served as before.
+db_test!(async fn requests_are_served_however_their_first_bytes_arrive(app) {
+    // One byte, then the rest: not mistaken for a closed connection or an HTTP/2 preface.
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    socket.write_all(b"G").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(b"ET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(answer_head(&mut socket).await.starts_with("HTTP/1.1 200"));
+    // Kept alive: a second request on the same connection.
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(answer_head(&mut socket).await.starts_with("HTTP/1.1 200"));
+
+    // A head of 20 KB, more than the first read takes.
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "l".repeat(20_000));
+    socket.write_all(head.as_bytes()).await.unwrap();
+    assert!(answer_head(&mut socket).await.starts_with("HTTP/1.1 200"));
+
+    // Starts like HTTP/2's preface and then is not: answered as HTTP/1 (a path it does not know).
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    socket.write_all(b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = answer_head(&mut socket).await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+
+    // HTTP/2 with prior knowledge, as a client library speaks it.
+    let http2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = http2.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+
+    // HTTP/2's preface in two pieces, then an empty SETTINGS frame: the server answers with its
+    // own SETTINGS frame (type 4), which an HTTP/1 server would not.
+    let mut socket = TcpStream::connect(host(&app)).await.unwrap();
+    socket.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    socket.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut frame))
+        .await
+        .expect("a frame within 10 s")
+        .unwrap();
+    assert_eq!(frame[3], 4, "the first frame is SETTINGS: {frame:?}");
+});
+
+db_test!(async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout(app) with |config| {
+    config.header_read_timeout_secs = 1;
+    config.idle_timeout_secs = 60;
+}; {
+    // Before any byte: the header timeout applies, not the (much longer) idle timeout.
+    let mut silent = TcpStream::connect(host(&app)).await.unwrap();
+    assert!(until_closed(&mut silent, Duration::from_secs(8)).await.is_some(), "a silent connection stays open");
+    // Half a preface, then silence: closed too.
+    let mut half = TcpStream::connect(host(&app)).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0").await.unwrap();
+    assert!(until_closed(&mut half, Duration::from_secs(8)).await.is_some(), "half a preface keeps the connection");
+});
