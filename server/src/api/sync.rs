@@ -263,6 +263,10 @@ fn streamed_page(page: PullPage) -> Response {
             return None;
         }
         for change in remaining.by_ref().take(CHANGES_PER_CHUNK) {
+            if matches!(change, PageChange::Moved { .. }) {
+                // Not sent in this page (the service leaves them out): no separator either.
+                continue;
+            }
             if !std::mem::take(&mut first) {
                 chunk.push(b',');
             }
@@ -376,7 +380,7 @@ mod tests {
             super::CHANGES_PER_CHUNK + 1,
             450,
         ] {
-            let changes = (0..count)
+            let mut changes: Vec<PageChange> = (0..count)
                 .map(|n| {
                     let id = uuid::Uuid::now_v7();
                     if n % 3 == 0 {
@@ -395,6 +399,16 @@ mod tests {
                     }
                 })
                 .collect();
+            // A moved record is left out whole, separator and all, wherever it stands.
+            for at in [0, count / 2, count] {
+                changes.insert(
+                    at.min(changes.len()),
+                    PageChange::Moved {
+                        collection: "interviews",
+                        id: uuid::Uuid::now_v7(),
+                    },
+                );
+            }
             let page = PullPage {
                 changes,
                 cursor: "c1.42".to_owned(),

@@ -6,20 +6,10 @@ use sea_orm::ConnectionTrait;
 use serde_json::json;
 use uuid::Uuid;
 use veldwerk_server::store;
-use veldwerk_sync_protocol::schema::linked_record_id;
+use veldwerk_sync_protocol::schema::{COLLECTIONS, linked_record_id};
 use veldwerk_tests::{TestApp, client::Device, db_test};
 
 use crate::sync::{phone, tablet};
-
-const RECORD_TABLES: [&str; 7] = [
-    "interviews",
-    "feedback_exercises",
-    "assignment_work",
-    "harvests",
-    "profiles",
-    "announcement_reads",
-    "attachments",
-];
 
 /// The changes of a first pull, as text (the cursor and the server's clock after them vary).
 async fn changes_text(device: &Device) -> String {
@@ -104,8 +94,9 @@ db_test!(async fn pages_from_stored_json_are_the_decoded_rows_byte_for_byte(app)
 
     // The same pages decoded from the columns: every row without its stored JSON.
     let db = store::connect(app.database_url()).await.unwrap();
-    for table in RECORD_TABLES {
-        db.execute_unprepared(&format!("UPDATE {table} SET wire_tail = NULL"))
+    // Each collection's records are in the table named after it.
+    for spec in COLLECTIONS {
+        db.execute_unprepared(&format!("UPDATE {} SET wire_tail = NULL", spec.name))
             .await
             .unwrap();
     }

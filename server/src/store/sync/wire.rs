@@ -306,8 +306,8 @@ mod tests {
         let clock = Hlc::new(1_733_000_000_000, 2, "phone");
         let mut state = RecordState::new();
         for (field, value) in [
-            ("notes", json_text("regel \"1\"\n\u{1F600}")),
-            ("status", json_text("draft")),
+            ("notes", Value::from("regel \"1\"\n\u{1F600}")),
+            ("status", Value::from("draft")),
             ("interviewed_on", Value::Null),
         ] {
             state.insert(
@@ -337,10 +337,6 @@ mod tests {
             conflicts,
             created_at: Utc::now(),
         }
-    }
-
-    fn json_text(text: &str) -> Value {
-        Value::from(text)
     }
 
     fn conflict() -> ConflictReport {
