@@ -242,7 +242,7 @@ async fn token(form: Form<TokenRequest>, state: Data<&Arc<State>>) -> Response {
 }
 
 #[poem::handler]
-async fn send(req: &Request, body: Json<Value>, state: Data<&Arc<State>>) -> Response {
+async fn send(req: &Request, Json(mut body): Json<Value>, state: Data<&Arc<State>>) -> Response {
     let latency = *state.latency.lock().unwrap();
     if !req
         .uri()
@@ -270,7 +270,7 @@ async fn send(req: &Request, body: Json<Value>, state: Data<&Arc<State>>) -> Res
         };
         return scripted_response(error);
     }
-    let message = body.0["message"].clone();
+    let message = body["message"].take();
     let device_token = message["token"].as_str().unwrap_or_default().to_owned();
     // Recorded as it arrives, then held: what has reached "FCM" is known even if the sender
     // dies before the answer.

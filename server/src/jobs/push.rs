@@ -7,7 +7,10 @@
 //! a worker that dies mid-send leaves it so, and it becomes `unknown` instead of being sent
 //! again: nobody gets a reminder twice, and only the requests in flight at a crash are unknown.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream::FuturesUnordered};
@@ -58,14 +61,38 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
         published: services.publish_due_announcements(now).await?,
         ..Outcome::default()
     };
-    loop {
-        let handled = services.dispatch_due(now).await?;
-        outcome.dispatched += handled;
-        if handled == 0 {
-            break;
+    // On PostgreSQL the first deliveries go out while later ones are still being dispatched: its
+    // writers only wait for each other's rows. SQLite has one writer at a time, and the sender's
+    // marks would sleep in its busy handler behind the dispatch's transactions, so there the
+    // dispatch comes first.
+    let overlap = services.db().get_database_backend() == sea_orm::DbBackend::Postgres
+        && !services.push_paused(now);
+    let (progress, dispatching) = tokio::sync::watch::channel(false);
+    let dispatcher = {
+        let services = services.clone();
+        async move {
+            let mut dispatched = 0;
+            loop {
+                let handled = services.dispatch_due(now).await?;
+                dispatched += handled;
+                if handled == 0 {
+                    // `true`: every due notification has its deliveries.
+                    let _ = progress.send(true);
+                    return Ok::<usize, crate::service::Error>(dispatched);
+                }
+                // A batch's deliveries are committed: the sender may claim them.
+                progress.send_modify(|_| {});
+            }
         }
-    }
+    };
+    let dispatcher = if overlap {
+        tokio::spawn(dispatcher)
+    } else {
+        let dispatched = dispatcher.await?;
+        tokio::spawn(async move { Ok(dispatched) })
+    };
     if services.push_paused(now) {
+        outcome.dispatched = join_dispatcher(dispatcher).await?;
         outcome.paused = true;
         return Ok(outcome);
     }
@@ -75,14 +102,21 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
     // without waves, and a recorder task writes outcomes in batches, one transaction each.
     let (results, received) = tokio::sync::mpsc::channel(concurrency * 2);
     let recorder = tokio::spawn(record_outcomes(services.clone(), received, batch));
-    let sending = send_claimed(services, worker, now, concurrency, &results).await;
+    let sending = send_claimed(services, worker, now, concurrency, dispatching, &results).await;
     drop(results);
     let recorded = recorder
         .await
         .map_err(|err| anyhow::anyhow!("the push recorder stopped: {err}"))??;
+    outcome.dispatched = join_dispatcher(dispatcher).await?;
     outcome.absorb(recorded);
     outcome.paused |= sending?;
     Ok(outcome)
+}
+
+async fn join_dispatcher(dispatcher: tokio::task::JoinHandle<Result<usize>>) -> Result<usize> {
+    dispatcher
+        .await
+        .map_err(|err| anyhow::anyhow!("the push dispatcher stopped: {err}"))?
 }
 
 /// Claims due deliveries and sends them, at most `concurrency` at a time, handing every outcome
@@ -90,66 +124,96 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
 ///
 /// A delivery is marked `sending` only as its request starts, so a crash leaves `unknown` at most
 /// the requests in flight; the rest of a claim is still `pending` and is sent after the lease runs
-/// out. Marks are written for a group of starts at once (half of `concurrency`), one statement
-/// per group rather than one per message: smaller groups keep more requests in flight but cost
-/// more writes (BENCHMARKS.md, "Push fan-out").
+/// out. Marks are written for a group of starts at once (an eighth of `concurrency`), one
+/// statement per group rather than one per message, and while a group's mark is being written
+/// the requests already in flight keep completing and their slots keep filling: waiting for each
+/// mark before anything else kept about a quarter of the slots idle (BENCHMARKS.md, "Push
+/// fan-out"). Slots are reserved for a group when its mark starts, so marked rows never wait
+/// for a slot.
+///
+/// `dispatching` turns `true` once every due notification has its deliveries; until then a short
+/// claim does not end the round, and the next claim waits for the dispatcher's next batch.
 async fn send_claimed(
     services: &Services,
     worker: &str,
     now: DateTime<Utc>,
     concurrency: usize,
+    mut dispatching: tokio::sync::watch::Receiver<bool>,
     results: &tokio::sync::mpsc::Sender<(delivery::Model, SendOutcome)>,
 ) -> Result<bool> {
     let mut in_flight = FuturesUnordered::new();
+    // Groups whose `sending` mark is being written, with the slots they hold.
+    let mut marking = FuturesUnordered::new();
+    let mut reserved = 0;
+    let mut waiting: VecDeque<delivery::Model> = VecDeque::new();
+    // Whether a claim may find more now, and whether nothing more can come this round.
+    let mut may_find_more = true;
+    let mut claimed_all = false;
     let mut paused = false;
-    let group = (concurrency / 2).max(1);
+    let group = (concurrency / 8).max(1);
     loop {
-        let claimed =
-            store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH).await?;
-        let total = claimed.len() as u64;
-        let unwanted = services.unwanted_deliveries(&claimed, now).await?;
-        for (id, reason) in &unwanted {
-            let delivery = claimed.iter().find(|d| d.id == *id);
-            if let Some(delivery) = delivery {
-                skip(services, delivery, reason).await?;
+        if waiting.is_empty() && may_find_more && !claimed_all && !paused {
+            // Read before the claim: a batch committed after it is found by the next one.
+            let dispatched_all = *dispatching.borrow_and_update();
+            let claimed =
+                store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH)
+                    .await?;
+            if (claimed.len() as u64) < CLAIM_BATCH {
+                claimed_all = dispatched_all;
+                may_find_more = false;
             }
+            let unwanted: HashMap<Uuid, &str> = services
+                .unwanted_deliveries(&claimed, now)
+                .await?
+                .into_iter()
+                .collect();
+            for delivery in claimed {
+                match unwanted.get(&delivery.id) {
+                    Some(reason) => skip(services, &delivery, reason).await?,
+                    None => waiting.push_back(delivery),
+                }
+            }
+            continue;
         }
-        let mut waiting: std::collections::VecDeque<delivery::Model> = claimed
-            .into_iter()
-            .filter(|d| !unwanted.iter().any(|(id, _)| *id == d.id))
-            .collect();
-        while !waiting.is_empty() {
-            if services.push_paused(now) {
-                // Credentials broke mid-round: hand the rest back untouched.
-                for delivery in waiting.drain(..) {
-                    release(services, &delivery, now).await?;
-                }
-                paused = true;
-                break;
+        if !paused && !waiting.is_empty() && services.push_paused(now) {
+            // Credentials broke mid-round: hand the rest back untouched.
+            for delivery in waiting.drain(..) {
+                release(services, &delivery, now).await?;
             }
-            let free = concurrency - in_flight.len();
-            if free < group.min(waiting.len()) {
-                if let Some(done) = in_flight.next().await {
-                    let _ = results.send(done).await;
-                }
-                continue;
-            }
+            paused = true;
+        }
+        let free = concurrency - in_flight.len() - reserved;
+        if !waiting.is_empty() && free >= group.min(waiting.len()) {
             let starting: Vec<delivery::Model> = waiting.drain(..free.min(waiting.len())).collect();
-            let ids: Vec<Uuid> = starting.iter().map(|d| d.id).collect();
-            store::mark_sending(services.db(), &ids, worker).await?;
-            for delivery in starting {
-                in_flight.push(async move {
-                    let result = send(services, &delivery).await;
-                    (delivery, result)
-                });
+            reserved += starting.len();
+            marking.push(async move {
+                let ids: Vec<Uuid> = starting.iter().map(|d| d.id).collect();
+                let marked = store::mark_sending(services.db(), &ids, worker).await;
+                (marked, starting)
+            });
+            continue;
+        }
+        tokio::select! {
+            Some((marked, starting)) = marking.next(), if !marking.is_empty() => {
+                reserved -= starting.len();
+                marked?;
+                for delivery in starting {
+                    in_flight.push(async move {
+                        let result = send(services, &delivery).await;
+                        (delivery, result)
+                    });
+                }
             }
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                let _ = results.send(done).await;
+            }
+            // The dispatcher committed another batch (or finished): claim again.
+            Ok(()) = dispatching.changed(), if !may_find_more && !claimed_all && !paused => {
+                may_find_more = true;
+            }
+            // Nothing marking, nothing in flight, and nothing more to start.
+            else => break,
         }
-        if paused || total < CLAIM_BATCH {
-            break;
-        }
-    }
-    while let Some(done) = in_flight.next().await {
-        let _ = results.send(done).await;
     }
     Ok(paused)
 }

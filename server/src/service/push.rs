@@ -651,8 +651,12 @@ impl Services {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let devices =
-            store::reachable_devices(&txn, &users, now - Duration::days(STALE_AFTER_DAYS)).await?;
+        let mut devices: HashMap<Uuid, Vec<push_device::Model>> = HashMap::new();
+        for device in
+            store::reachable_devices(&txn, &users, now - Duration::days(STALE_AFTER_DAYS)).await?
+        {
+            devices.entry(device.user_id).or_default().push(device);
+        }
         let context = DispatchContext::load(&txn, &due).await?;
         let default_quiet = self.default_quiet_hours()?;
 
@@ -664,10 +668,7 @@ impl Services {
                 skipped.push((notification.id, reason));
                 continue;
             }
-            for device in devices
-                .iter()
-                .filter(|device| device.user_id == notification.user_id)
-            {
+            for device in devices.get(&notification.user_id).into_iter().flatten() {
                 // Held back until the device's own moment; none when that is too late.
                 let Some(send_at) = context.send_at(notification, device, default_quiet, now)
                 else {

@@ -1,6 +1,8 @@
 //! Benchmark: one announcement to many devices through our FCM client and a local FCM server
 //! with a fixed latency per request. Prints notifications per second and the process's peak
 //! memory (server parts, the local FCM server and this program share the process).
+//! `FANOUT_TIMELINE=1` prints the FCM server's count every 250 ms; `FANOUT_PHASES=1` dispatches
+//! before the first round and prints how long publishing and dispatching took.
 //!
 //! ```text
 //! cargo run --release -p veldwerk-tests --bin push_fanout -- --devices 10000 --latency-ms 20
@@ -195,6 +197,25 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     let published = started.elapsed();
     eprintln!("publish {published:.2?}");
+    if std::env::var_os("FANOUT_PHASES").is_some() {
+        // Dispatch alone first, to time it apart from sending (the rounds below then only send).
+        let dispatching = Instant::now();
+        let mut dispatched = 0;
+        loop {
+            let handled = services
+                .dispatch_due(Utc::now())
+                .await
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            if handled == 0 {
+                break;
+            }
+            dispatched += handled;
+        }
+        eprintln!(
+            "dispatch {dispatched} notifications {:.2?}",
+            dispatching.elapsed()
+        );
+    }
     // The worker's rounds, as the server runs them (each dispatches and sends at once).
     let mut sent = 0;
     let mut rounds = 0;
