@@ -142,7 +142,10 @@ async fn send_claimed(
     results: &tokio::sync::mpsc::Sender<(delivery::Model, SendOutcome)>,
 ) -> Result<bool> {
     let mut in_flight = FuturesUnordered::new();
-    // Groups whose `sending` mark is being written, with the slots they hold.
+    // The group whose `sending` mark is being written, with the slots it holds. One at a time,
+    // and no claim meanwhile: the sender holds at most one of the pool's connections. Several
+    // marks at once, each waiting for SQLite's write lock on a connection of its own, took the
+    // whole pool, and a claim's acquire timed out under CI's load.
     let mut marking = FuturesUnordered::new();
     let mut reserved = 0;
     let mut waiting: VecDeque<delivery::Model> = VecDeque::new();
@@ -152,7 +155,7 @@ async fn send_claimed(
     let mut paused = false;
     let group = (concurrency / 8).max(1);
     loop {
-        if waiting.is_empty() && may_find_more && !claimed_all && !paused {
+        if waiting.is_empty() && marking.is_empty() && may_find_more && !claimed_all && !paused {
             // Read before the claim: a batch committed after it is found by the next one.
             let dispatched_all = *dispatching.borrow_and_update();
             let claimed =
@@ -183,7 +186,7 @@ async fn send_claimed(
             paused = true;
         }
         let free = concurrency - in_flight.len() - reserved;
-        if !waiting.is_empty() && free >= group.min(waiting.len()) {
+        if !waiting.is_empty() && marking.is_empty() && free >= group.min(waiting.len()) {
             let starting: Vec<delivery::Model> = waiting.drain(..free.min(waiting.len())).collect();
             reserved += starting.len();
             marking.push(async move {
