@@ -85,14 +85,14 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
             }
         }
     };
+    // Either the dispatcher's task, or what it dispatched before sending began.
     let dispatcher = if overlap {
-        tokio::spawn(dispatcher)
+        Err(tokio::spawn(dispatcher))
     } else {
-        let dispatched = dispatcher.await?;
-        tokio::spawn(async move { Ok(dispatched) })
+        Ok(dispatcher.await?)
     };
     if services.push_paused(now) {
-        outcome.dispatched = join_dispatcher(dispatcher).await?;
+        outcome.dispatched = dispatched(dispatcher).await?;
         outcome.paused = true;
         return Ok(outcome);
     }
@@ -107,16 +107,22 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
     let recorded = recorder
         .await
         .map_err(|err| anyhow::anyhow!("the push recorder stopped: {err}"))??;
-    outcome.dispatched = join_dispatcher(dispatcher).await?;
+    outcome.dispatched = dispatched(dispatcher).await?;
     outcome.absorb(recorded);
     outcome.paused |= sending?;
     Ok(outcome)
 }
 
-async fn join_dispatcher(dispatcher: tokio::task::JoinHandle<Result<usize>>) -> Result<usize> {
-    dispatcher
-        .await
-        .map_err(|err| anyhow::anyhow!("the push dispatcher stopped: {err}"))?
+/// How many notifications the round dispatched, once its dispatcher has finished.
+async fn dispatched(
+    dispatcher: std::result::Result<usize, tokio::task::JoinHandle<Result<usize>>>,
+) -> Result<usize> {
+    match dispatcher {
+        Ok(dispatched) => Ok(dispatched),
+        Err(task) => task
+            .await
+            .map_err(|err| anyhow::anyhow!("the push dispatcher stopped: {err}"))?,
+    }
 }
 
 /// Claims due deliveries and sends them, at most `concurrency` at a time, handing every outcome

@@ -312,7 +312,18 @@ async fn insert_deliveries_unnest(
     let mut data = Vec::with_capacity(models.len());
     let mut next_attempts = Vec::with_capacity(models.len());
     for model in models {
-        debug_assert!(model.status == "pending" && model.attempts == 0 && model.sent_at.is_none());
+        // What the statement writes as literals, and the one creation time it binds.
+        debug_assert!(
+            model.status == "pending"
+                && model.attempts == 0
+                && model.lease_until.is_none()
+                && model.leased_by.is_none()
+                && model.error_code.is_none()
+                && model.error_message.is_none()
+                && model.message_id.is_none()
+                && model.sent_at.is_none()
+                && model.created_at == created_at
+        );
         ids.push(model.id);
         notification_ids.push(model.notification_id);
         device_ids.push(model.device_id);
