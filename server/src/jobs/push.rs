@@ -61,19 +61,21 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
         published: services.publish_due_announcements(now).await?,
         ..Outcome::default()
     };
-    // On PostgreSQL the first deliveries go out while later ones are still being dispatched: its
-    // writers only wait for each other's rows. SQLite has one writer at a time, and the sender's
-    // marks would sleep in its busy handler behind the dispatch's transactions, so there the
-    // dispatch comes first.
-    let overlap = services.db().get_database_backend() == sea_orm::DbBackend::Postgres
-        && !services.push_paused(now);
+    // The first deliveries go out while later ones are still being dispatched. On SQLite the
+    // dispatcher's transactions take the write turn like the sender's and the recorder's.
+    let overlap = !services.push_paused(now);
+    let turn = WriteTurn::for_backend(services.db().get_database_backend());
     let (progress, dispatching) = tokio::sync::watch::channel(false);
     let dispatcher = {
         let services = services.clone();
+        let turn = turn.clone();
         async move {
             let mut dispatched = 0;
             loop {
-                let handled = services.dispatch_due(now).await?;
+                let handled = {
+                    let _turn = turn.take().await;
+                    services.dispatch_due(now).await?
+                };
                 dispatched += handled;
                 if handled == 0 {
                     // `true`: every due notification has its deliveries.
@@ -101,8 +103,22 @@ pub async fn run_once_at(services: &Services, worker: &str, now: DateTime<Utc>) 
     // Sending and recording run side by side: this loop keeps `concurrency` sends in flight
     // without waves, and a recorder task writes outcomes in batches, one transaction each.
     let (results, received) = tokio::sync::mpsc::channel(concurrency * 2);
-    let recorder = tokio::spawn(record_outcomes(services.clone(), received, batch));
-    let sending = send_claimed(services, worker, now, concurrency, dispatching, &results).await;
+    let recorder = tokio::spawn(record_outcomes(
+        services.clone(),
+        received,
+        batch,
+        turn.clone(),
+    ));
+    let sending = send_claimed(
+        services,
+        worker,
+        now,
+        concurrency,
+        dispatching,
+        &results,
+        &turn,
+    )
+    .await;
     drop(results);
     let recorded = recorder
         .await
@@ -146,6 +162,7 @@ async fn send_claimed(
     concurrency: usize,
     mut dispatching: tokio::sync::watch::Receiver<bool>,
     results: &tokio::sync::mpsc::Sender<(delivery::Model, SendOutcome)>,
+    turn: &WriteTurn,
 ) -> Result<bool> {
     let mut in_flight = FuturesUnordered::new();
     // The group whose `sending` mark is being written, with the slots it holds. One at a time,
@@ -164,9 +181,11 @@ async fn send_claimed(
         if waiting.is_empty() && marking.is_empty() && may_find_more && !claimed_all && !paused {
             // Read before the claim: a batch committed after it is found by the next one.
             let dispatched_all = *dispatching.borrow_and_update();
-            let claimed =
+            let claimed = {
+                let _turn = turn.take().await;
                 store::claim_deliveries(services.db(), worker, now, now + LEASE, CLAIM_BATCH)
-                    .await?;
+                    .await?
+            };
             if (claimed.len() as u64) < CLAIM_BATCH {
                 claimed_all = dispatched_all;
                 may_find_more = false;
@@ -195,15 +214,21 @@ async fn send_claimed(
         if !waiting.is_empty() && marking.is_empty() && free >= group.min(waiting.len()) {
             let starting: Vec<delivery::Model> = waiting.drain(..free.min(waiting.len())).collect();
             reserved += starting.len();
-            marking.push(async move {
+            // A task of its own: it holds the write turn, and must finish even while this loop
+            // waits for the recorder (which may be waiting for the turn) to take a result.
+            let (services, turn, worker) = (services.clone(), turn.clone(), worker.to_owned());
+            marking.push(tokio::spawn(async move {
                 let ids: Vec<Uuid> = starting.iter().map(|d| d.id).collect();
-                let marked = store::mark_sending(services.db(), &ids, worker).await;
+                let _turn = turn.take().await;
+                let marked = store::mark_sending(services.db(), &ids, &worker).await;
                 (marked, starting)
-            });
+            }));
             continue;
         }
         tokio::select! {
-            Some((marked, starting)) = marking.next(), if !marking.is_empty() => {
+            Some(mark) = marking.next(), if !marking.is_empty() => {
+                let (marked, starting) =
+                    mark.map_err(|err| anyhow::anyhow!("a push mark stopped: {err}"))?;
                 reserved -= starting.len();
                 marked?;
                 for delivery in starting {
@@ -233,12 +258,14 @@ async fn record_outcomes(
     services: Services,
     mut received: tokio::sync::mpsc::Receiver<(delivery::Model, SendOutcome)>,
     batch: usize,
+    turn: WriteTurn,
 ) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut buffer = Vec::with_capacity(batch);
     while received.recv_many(&mut buffer, batch).await > 0 {
         let now = Utc::now();
         let mut sent = Vec::new();
+        let _turn = turn.take().await;
         let txn = crate::store::begin_write(services.db()).await?;
         for (delivery, result) in buffer.drain(..) {
             match result {
@@ -255,6 +282,26 @@ async fn record_outcomes(
         services.metrics().observe_sent(sent.len());
     }
     Ok(outcome)
+}
+
+/// On SQLite, whose turn it is to write: the sender's claims and marks and the recorder's
+/// transactions queue here instead of in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms and
+/// longer) and left a mark waiting several milliseconds behind a recorder's commit while the
+/// slots it would fill stood idle. PostgreSQL's writers only wait for each other's rows: no turn.
+#[derive(Clone)]
+struct WriteTurn(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteTurn {
+    fn for_backend(backend: sea_orm::DbBackend) -> Self {
+        Self((backend == sea_orm::DbBackend::Sqlite).then(Default::default))
+    }
+
+    async fn take(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        }
+    }
 }
 
 impl Outcome {

@@ -191,6 +191,65 @@ fcm_test!(async fn one_round_sends_a_fan_out_larger_than_every_batch_each_device
     assert_eq!(fcm.attempts().len(), PHONES);
 });
 
+// While another writer holds SQLite's write lock mid-fan-out, the push round waits for it with at
+// most one of the pool's connections: its claims, marks, dispatch and recorder queue for a write
+// turn of their own instead of each waiting in SQLite's busy handler on a connection (two at once
+// took half the pool, and with a claim more, a request's acquire timed out). When the lock is
+// released the round goes on, each device once. On PostgreSQL the same stall (the deliveries
+// table locked against writes) must not lose or repeat a message either.
+fcm_test!(async fn a_fan_out_stalled_by_another_writer_waits_on_one_connection_and_sends_each_device_once(app, fcm) {
+    const PHONES: usize = 600;
+    let (_, cohort, trainer) = phone(&app, "Sanne").await;
+    let db = app.services.db();
+    let organisation_id = cohort::Entity::find_by_id(cohort).one(db).await.unwrap().unwrap().organisation_id;
+    let provider_id = organisation::Entity::find_by_id(organisation_id).one(db).await.unwrap().unwrap().provider_id;
+    veldwerk_tests::seed::participants_with_phones(db, provider_id, organisation_id, cohort, PHONES, "stall")
+        .await
+        .unwrap();
+    fcm.set_latency(Duration::from_millis(150));
+    app.post(
+        &format!("/v1/cohorts/{cohort}/announcements"),
+        Some(&trainer.token),
+        json!({ "title": "Dag 4 verplaatst", "body": "Wijkcentrum, 9:30.", "respect_quiet_hours": false }),
+    )
+    .await
+    .expect(201);
+    let services = app.services.clone();
+    let round = tokio::spawn(async move { run_once(&services, "worker-a").await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fcm.attempt_count() < 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(fcm.attempt_count() >= 50, "the round began sending");
+
+    let other = sea_orm::Database::connect(app.database_url()).await.unwrap();
+    let stall = veldwerk_tests::veldwerk_server::store::begin_write(&other).await.unwrap();
+    let sqlite = app.backend == veldwerk_tests::Backend::Sqlite;
+    if !sqlite {
+        use sea_orm::ConnectionTrait;
+        stall.execute_unprepared("LOCK TABLE deliveries IN EXCLUSIVE MODE").await.unwrap();
+    }
+    // Let the round run into the lock, then watch the pool while it waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut most_in_use = 0;
+    for _ in 0..150 {
+        let (open, idle) = veldwerk_tests::veldwerk_server::store::pool_use(db);
+        most_in_use = most_in_use.max(open as usize - idle);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent_while_stalled = fcm.attempt_count();
+    stall.commit().await.unwrap();
+    let outcome = round.await.unwrap().unwrap();
+    assert!(sent_while_stalled < PHONES, "the stall came mid-round ({sent_while_stalled} sent)");
+    if sqlite {
+        assert!(most_in_use <= 1, "{most_in_use} connections waited for the write lock");
+    }
+    assert_eq!((outcome.dispatched, outcome.sent), (PHONES + 1, PHONES), "{outcome:?}");
+    let attempts = fcm.attempts();
+    let tokens: std::collections::HashSet<&str> = attempts.iter().map(|(token, _)| token.as_str()).collect();
+    assert_eq!((attempts.len(), tokens.len()), (PHONES, PHONES), "every device once");
+});
+
 // The worker runs every 5 s, but an announcement published now should not wait for the tick:
 // publishing wakes this replica's worker. With a tick of an hour (its first round runs at start),
 // only the wake can deliver it.
