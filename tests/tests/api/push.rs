@@ -158,19 +158,47 @@ fcm_test!(async fn an_announcement_reaches_every_device_once_and_dead_tokens_are
     }
 });
 
+/// A cohort with Sanne and `phones` more participants, each with one registered phone; its
+/// trainer.
+async fn cohort_with_phones(
+    app: &TestApp,
+    phones: usize,
+    prefix: &str,
+) -> (Uuid, crate::fixtures::User) {
+    let (_, cohort, trainer) = phone(app, "Sanne").await;
+    let db = app.services.db();
+    let organisation_id = cohort::Entity::find_by_id(cohort)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .organisation_id;
+    let provider_id = organisation::Entity::find_by_id(organisation_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_id;
+    veldwerk_tests::seed::participants_with_phones(
+        db,
+        provider_id,
+        organisation_id,
+        cohort,
+        phones,
+        prefix,
+    )
+    .await
+    .unwrap();
+    (cohort, trainer)
+}
+
 // A fan-out larger than a dispatch batch (2,000) and a claim (1,000) is sent whole in one round,
 // each device once: a round that stopped after its first batch of either would leave the rest
 // for the next tick, 5 s later (a sender that claimed while the dispatcher still worked, tried
 // for speed, sent nothing in that round on PostgreSQL).
 fcm_test!(async fn one_round_sends_a_fan_out_larger_than_every_batch_each_device_once(app, fcm) {
     const PHONES: usize = 2_345;
-    let (_, cohort, trainer) = phone(&app, "Sanne").await;
-    let db = app.services.db();
-    let organisation_id = cohort::Entity::find_by_id(cohort).one(db).await.unwrap().unwrap().organisation_id;
-    let provider_id = organisation::Entity::find_by_id(organisation_id).one(db).await.unwrap().unwrap().provider_id;
-    veldwerk_tests::seed::participants_with_phones(db, provider_id, organisation_id, cohort, PHONES, "fan")
-        .await
-        .unwrap();
+    let (cohort, trainer) = cohort_with_phones(&app, PHONES, "fan").await;
 
     app.post(
         &format!("/v1/cohorts/{cohort}/announcements"),
@@ -199,13 +227,8 @@ fcm_test!(async fn one_round_sends_a_fan_out_larger_than_every_batch_each_device
 // table locked against writes) must not lose or repeat a message either.
 fcm_test!(async fn a_fan_out_stalled_by_another_writer_waits_on_one_connection_and_sends_each_device_once(app, fcm) {
     const PHONES: usize = 600;
-    let (_, cohort, trainer) = phone(&app, "Sanne").await;
+    let (cohort, trainer) = cohort_with_phones(&app, PHONES, "stall").await;
     let db = app.services.db();
-    let organisation_id = cohort::Entity::find_by_id(cohort).one(db).await.unwrap().unwrap().organisation_id;
-    let provider_id = organisation::Entity::find_by_id(organisation_id).one(db).await.unwrap().unwrap().provider_id;
-    veldwerk_tests::seed::participants_with_phones(db, provider_id, organisation_id, cohort, PHONES, "stall")
-        .await
-        .unwrap();
     fcm.set_latency(Duration::from_millis(150));
     app.post(
         &format!("/v1/cohorts/{cohort}/announcements"),
