@@ -284,8 +284,8 @@ async fn record_outcomes(
     Ok(outcome)
 }
 
-/// On SQLite, whose turn it is to write: the sender's claims and marks and the recorder's
-/// transactions queue here instead of in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms and
+/// On SQLite, whose turn it is to write: the dispatcher's transactions, the sender's claims and
+/// marks and the recorder's transactions queue here instead of in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms and
 /// longer) and left a mark waiting several milliseconds behind a recorder's commit while the
 /// slots it would fill stood idle. PostgreSQL's writers only wait for each other's rows: no turn.
 #[derive(Clone)]
