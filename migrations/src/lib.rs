@@ -23,6 +23,7 @@ mod m20261203_000013_add_retention;
 mod m20261203_000014_create_console_sessions;
 mod m20261204_000015_add_device_sync_health;
 mod m20261204_000016_add_record_wire_tail;
+mod m20261205_000017_compress_long_texts_with_lz4;
 
 /// The ordered list of every migration; `veldwerk migrate` and server start-up apply it.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000014_create_console_sessions::Migration),
             Box::new(m20261204_000015_add_device_sync_health::Migration),
             Box::new(m20261204_000016_add_record_wire_tail::Migration),
+            Box::new(m20261205_000017_compress_long_texts_with_lz4::Migration),
         ]
     }
 }

@@ -131,3 +131,35 @@ fn tcp_nodelay(fd: RawFd, inode: u64) -> Option<bool> {
         .then_some(nodelay)
         .flatten()
 }
+
+veldwerk_tests::db_test!(async fn long_texts_of_records_are_stored_with_lz4_on_postgres(app) {
+    // Migration 17: a push writes the notes and the stored pull text while it holds the version,
+    // and lz4 compresses them in about half pglz's time (BENCHMARKS.md).
+    let (mut phone, cohort, _) = crate::sync::phone(&app, "Sanne").await;
+    let notes = "Gesprek met een bewoner over de buurt en het project. ".repeat(60);
+    phone.write(
+        "interviews",
+        uuid::Uuid::now_v7(),
+        Some(cohort),
+        serde_json::json!({ "name_consent": false, "status": "draft", "notes": notes }),
+    );
+    phone.sync().await.unwrap();
+    let db = app.services.db();
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        eprintln!("SQLite does not compress: only the PostgreSQL variant of this test checks");
+        return;
+    }
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_column_compression(notes) AS notes, \
+             pg_column_compression(wire_tail) AS wire_tail FROM interviews",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    for column in ["notes", "wire_tail"] {
+        let method: Option<String> = row.try_get("", column).unwrap();
+        assert_eq!(method.as_deref(), Some("lz4"), "{column} is compressed with {method:?}");
+    }
+});

@@ -153,6 +153,51 @@ db_test!(async fn concurrent_writers_and_pullers_all_converge_to_the_server(app)
     }
 });
 
+db_test!(async fn devices_editing_the_same_records_at_once_lose_no_field(app) {
+    // Two devices of one participant (the most pushes one participant may have in flight) write
+    // one field each of the same fifty interviews, both at once, round after round, and the
+    // server must hold both after each round. A push that read its records before its turn on
+    // the version would write the other push's field back to its old value (seen on PostgreSQL
+    // with a push that read and merged first and took the version after).
+    let (mut phone, cohort, _) = phone(&app, "Sanne").await;
+    let token = phone.debug_token().to_owned();
+    let ids: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        phone.write("interviews", *id, Some(cohort), interview("gedeeld"));
+    }
+    phone.sync().await.unwrap();
+    let mut devices = vec![phone];
+    let mut tablet = tablet(&app, &devices[0], &token).await;
+    tablet.pull().await.unwrap();
+    devices.push(tablet);
+    const FIELDS: [&str; 2] = ["interviewee_role", "insights"];
+    let mut server = server_interviews(&app).await;
+    for round in 0..20 {
+        futures_util::future::join_all(devices.iter_mut().enumerate().map(|(n, device)| {
+            for id in &ids {
+                device.write("interviews", *id, None, json!({ FIELDS[n]: format!("d{n} r{round}") }));
+            }
+            async move {
+                device.push().await.unwrap();
+                assert!(device.rejected.is_empty());
+            }
+        }))
+        .await;
+        server.pull().await.unwrap();
+        for id in &ids {
+            let record = server.view("interviews", *id).unwrap();
+            for (n, field) in FIELDS.iter().enumerate() {
+                assert_eq!(
+                    record.get(*field),
+                    Some(&json!(format!("d{n} r{round}"))),
+                    "{field} of {id} in round {round}: a push wrote back what it read before \
+                     the other push changed it"
+                );
+            }
+        }
+    }
+});
+
 db_test!(async fn a_connected_device_is_poked_when_its_data_changes(app) {
     let (mut phone, cohort, trainer) = phone(&app, "Sanne").await;
     let token = phone.debug_token().to_owned();

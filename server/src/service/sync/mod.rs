@@ -88,6 +88,9 @@ impl Services {
         let now = Utc::now();
         let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         let txn = crate::store::begin_write(&self.db).await?;
+        // The version first: on PostgreSQL it is the turn that keeps a push from changing the
+        // record between this read and the write.
+        let version = store::next_version(&txn).await?;
         let Some(mut record) = store::find_records(&txn, spec, &[id]).await?.pop() else {
             return Ok(());
         };
@@ -102,7 +105,7 @@ impl Services {
             return Ok(());
         }
         record.state = applied.state;
-        record.version = store::next_version(&txn).await?;
+        record.version = version;
         store::upsert_records(&txn, spec, &[&record], now).await?;
         txn.commit().await?;
         let mut users = vec![record.owner_id];

@@ -565,7 +565,7 @@ pub async fn find_mutation_results(
         .columns(["id", "result"])
         .from("sync_user_mutations")
         .and_where(Expr::col("user_id").eq(user_id))
-        .and_where(Expr::col("id").is_in(ids.iter().copied()))
+        .and_where(super::id_in(db.get_database_backend(), "id", ids))
         .to_owned();
     db.query_all(&statement)
         .await?
