@@ -39,27 +39,25 @@ fn set_compression(method: &str) -> String {
     )
 }
 
+/// Sets the compression of the long texts on PostgreSQL.
+async fn compress_with(manager: &SchemaManager<'_>, method: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(&set_compression(method))
+        .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(&set_compression("lz4"))
-            .await?;
-        Ok(())
+        compress_with(manager, "lz4").await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(&set_compression("default"))
-            .await?;
-        Ok(())
+        compress_with(manager, "default").await
     }
 }
